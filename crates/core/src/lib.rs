@@ -1,0 +1,8 @@
+//! Domain types and pure logic of rmmbridge. Nothing in this crate does IO, so all of it is tested directly.
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod secret;
+pub mod totp;
+
+pub use domain::{IntegrationKind, Role, Timestamp};

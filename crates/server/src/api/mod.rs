@@ -1,0 +1,60 @@
+//! The JSON API under `/api/v1`, described by the OpenAPI document served at `/api/openapi.json`.
+
+pub mod audit;
+pub mod health;
+pub mod me;
+pub mod tenants;
+pub mod tokens;
+pub mod users;
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rmmbridge API",
+        description = "Self-hosted RMM integration hub. Authenticate with `Authorization: Bearer <API token>` \
+                       (create one with `rmmbridge token create`) or the UI session cookie plus `X-CSRF-Token`. \
+                       Errors are `{\"error\":{\"code\",\"message\"}}`."
+    ),
+    paths(
+        me::me,
+        users::list_users, users::create_user, users::get_user, users::update_user, users::set_password,
+        tokens::list_tokens, tokens::create_token, tokens::revoke_token,
+        audit::list_audit,
+        tenants::list_tenants, tenants::create_tenant, tenants::get_tenant,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&Security),
+    security(("bearer" = []), ("session" = []))
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Paging parameters shared by list endpoints.
+pub fn clamp_limit(limit: Option<i64>, default: i64, max: i64) -> i64 {
+    limit.unwrap_or(default).clamp(1, max)
+}

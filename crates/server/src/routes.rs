@@ -1,0 +1,120 @@
+//! Every route is registered here with its access level. Authenticated routes sit behind the
+//! [`crate::auth::authenticate`] middleware as a group, so a handler cannot forget to check; the table is
+//! public so a test can prove that every non-public route refuses anonymous callers.
+
+use crate::state::AppState;
+use crate::{api, auth, ui};
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// DESIGN.md §7: health, the sign-in page, static assets, the consent callback, webhook receivers.
+    Public,
+    Authenticated,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+pub struct RouteTable {
+    public: Router<AppState>,
+    private: Router<AppState>,
+    pub entries: Vec<RouteInfo>,
+}
+
+impl RouteTable {
+    fn new() -> Self {
+        RouteTable {
+            public: Router::new(),
+            private: Router::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, access: Access, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        let route = on(filter, handler);
+        match access {
+            Access::Public => self.public = self.public.route(path, route),
+            Access::Authenticated => self.private = self.private.route(path, route),
+        }
+        self.entries.push(RouteInfo {
+            method,
+            path,
+            access,
+        });
+        self
+    }
+
+    fn public<H: Handler<T, AppState>, T: 'static>(
+        self,
+        method: Method,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(Access::Public, method, path, h)
+    }
+
+    fn private<H: Handler<T, AppState>, T: 'static>(
+        self,
+        method: Method,
+        path: &'static str,
+        h: H,
+    ) -> Self {
+        self.add(Access::Authenticated, method, path, h)
+    }
+
+    pub fn into_router(self, state: AppState) -> Router {
+        let guarded = self
+            .private
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::authenticate,
+            ));
+        self.public.merge(guarded).with_state(state)
+    }
+}
+
+pub fn table() -> RouteTable {
+    use Method as M;
+    RouteTable::new()
+        // Public
+        .public(M::GET, "/healthz", api::health::healthz)
+        .public(M::GET, "/login", ui::login::login_form)
+        .public(M::POST, "/login", ui::login::login_submit)
+        .public(M::GET, "/static/{file}", ui::assets::static_file)
+        // Machine endpoints
+        .private(M::GET, "/metrics", api::health::metrics)
+        .private(M::GET, "/api/openapi.json", api::openapi_json)
+        .private(M::GET, "/api/v1/me", api::me::me)
+        .private(M::GET, "/api/v1/users", api::users::list_users)
+        .private(M::POST, "/api/v1/users", api::users::create_user)
+        .private(M::GET, "/api/v1/users/{id}", api::users::get_user)
+        .private(M::PATCH, "/api/v1/users/{id}", api::users::update_user)
+        .private(
+            M::POST,
+            "/api/v1/users/{id}/password",
+            api::users::set_password,
+        )
+        .private(M::GET, "/api/v1/tokens", api::tokens::list_tokens)
+        .private(M::POST, "/api/v1/tokens", api::tokens::create_token)
+        .private(M::DELETE, "/api/v1/tokens/{id}", api::tokens::revoke_token)
+        .private(M::GET, "/api/v1/audit", api::audit::list_audit)
+        .private(M::GET, "/api/v1/tenants", api::tenants::list_tenants)
+        .private(M::POST, "/api/v1/tenants", api::tenants::create_tenant)
+        .private(M::GET, "/api/v1/tenants/{id}", api::tenants::get_tenant)
+        // UI
+        .private(M::GET, "/", ui::dashboard::dashboard)
+        .private(M::POST, "/logout", ui::login::logout)
+}

@@ -1,0 +1,5 @@
+//! Use cases shared by the HTTP API, the UI and the CLI. Handlers stay thin: parse, call a service, render.
+
+pub mod audit;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,9 @@
+//! One integration-test binary (faster linking), a module per feature. Every test runs the real server on
+//! 127.0.0.1:0 against a real database, on SQLite and on PostgreSQL.
+
+mod access;
+mod helpers;
+mod keys;
+mod login;
+mod secrets;
+mod users_tokens;
