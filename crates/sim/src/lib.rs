@@ -4,4 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod fleet;
+pub mod script;
+pub mod server;
 pub mod universe;
