@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fleet;
+pub mod ncentral;
 pub mod script;
 pub mod server;
 pub mod universe;
