@@ -76,6 +76,10 @@ enum Command {
     Token(commands::token::TokenCommand),
     /// Print the current 6-digit TOTP code for a Base32 MFA secret (RFC 6238, SHA-1, 30 s).
     Totp(commands::totp::TotpArgs),
+    /// Run a simulated RMM (N-central or NinjaOne) with seeded MSP data; prints one JSON line
+    /// with what a client needs.
+    #[command(subcommand)]
+    Sim(commands::sim::SimCommand),
 }
 
 impl GlobalArgs {
@@ -132,5 +136,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => commands::user::run(g.settings(None)?, cmd).await,
         Command::Token(cmd) => commands::token::run(g.settings(None)?, cmd).await,
         Command::Totp(args) => commands::totp::run(args),
+        Command::Sim(cmd) => commands::sim::run(cmd).await,
     }
 }

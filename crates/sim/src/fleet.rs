@@ -198,7 +198,11 @@ impl Fleet {
         let mut devices = Vec::with_capacity(cfg.devices as usize);
         let mut prev_u = None;
         for j in 0..u64::from(cfg.devices) {
-            let u = if j < shared_count { j } else { side.private_base() + j };
+            let u = if j < shared_count {
+                j
+            } else {
+                side.private_base() + j
+            };
             let roll = universe::mix(seed, 41 + side_stream(side), j) % 1000;
             // About 1% clones and 1% reinstall ghosts, each borrowing the previous machine's hardware.
             let (origin, hw) = match (roll, prev_u) {
@@ -248,11 +252,15 @@ impl Fleet {
     }
 
     pub fn companies(&self) -> impl Iterator<Item = &Client> {
-        self.clients.values().filter(|c| c.kind == ClientKind::Company)
+        self.clients
+            .values()
+            .filter(|c| c.kind == ClientKind::Company)
     }
 
     pub fn sites_of(&self, company: i64) -> impl Iterator<Item = &Client> {
-        self.clients.values().filter(move |c| c.parent == Some(company))
+        self.clients
+            .values()
+            .filter(move |c| c.parent == Some(company))
     }
 
     pub fn device_count(&self) -> usize {
@@ -272,7 +280,12 @@ impl Fleet {
     }
 
     /// Up to `limit` devices with an id above `after`, ascending, that pass `keep`.
-    pub fn devices_after(&self, after: i64, limit: usize, keep: impl Fn(&DeviceRow) -> bool) -> Vec<DeviceView> {
+    pub fn devices_after(
+        &self,
+        after: i64,
+        limit: usize,
+        keep: impl Fn(&DeviceRow) -> bool,
+    ) -> Vec<DeviceView> {
         let start = self.devices.partition_point(|d| d.id <= after);
         self.devices[start..]
             .iter()
@@ -283,7 +296,12 @@ impl Fleet {
     }
 
     /// Devices at positions `[offset, offset + limit)` of those that pass `keep`, and how many pass.
-    pub fn devices_page(&self, offset: usize, limit: usize, keep: impl Fn(&DeviceRow) -> bool) -> (Vec<DeviceView>, usize) {
+    pub fn devices_page(
+        &self,
+        offset: usize,
+        limit: usize,
+        keep: impl Fn(&DeviceRow) -> bool,
+    ) -> (Vec<DeviceView>, usize) {
         let mut total = 0;
         let mut page = Vec::new();
         for d in &self.devices {
@@ -302,10 +320,15 @@ impl Fleet {
         &self.devices
     }
 
-    fn view(&self, d: &DeviceRow) -> DeviceView {
+    /// The row resolved against the universe (hostname, ids, OS, ...).
+    pub fn view(&self, d: &DeviceRow) -> DeviceView {
         let companies = u64::from(self.cfg.customers.max(1));
         let mut m = universe::machine(self.cfg.seed, d.hw, companies);
-        let own = if d.hw == d.universe { m.clone() } else { universe::machine(self.cfg.seed, d.universe, companies) };
+        let own = if d.hw == d.universe {
+            m.clone()
+        } else {
+            universe::machine(self.cfg.seed, d.universe, companies)
+        };
         match d.origin {
             Origin::Clone => {
                 // A copied machine keeps the hardware ids but gets its own name and network cards.
@@ -359,13 +382,20 @@ impl Fleet {
         if let Some(s) = site
             && self.clients.get(&s).and_then(|c| c.parent) != Some(company)
         {
-            return Err(FleetError::Invalid(format!("site {s} is not a site of client {company}")));
+            return Err(FleetError::Invalid(format!(
+                "site {s} is not a site of client {company}"
+            )));
         }
         Ok(())
     }
 
     /// A new machine enrolled under `company` (and `site`); returns its id.
-    pub fn add_device(&mut self, company: i64, site: Option<i64>, now_s: i64) -> Result<(i64, Change), FleetError> {
+    pub fn add_device(
+        &mut self,
+        company: i64,
+        site: Option<i64>,
+        now_s: i64,
+    ) -> Result<(i64, Change), FleetError> {
         self.check_client(company, site)?;
         let u = self.next_private;
         self.next_private += 1;
@@ -402,7 +432,12 @@ impl Fleet {
         (id, Change::DeviceCreated(id))
     }
 
-    pub fn change_device(&mut self, id: i64, change: Overrides, now_s: i64) -> Result<Change, FleetError> {
+    pub fn change_device(
+        &mut self,
+        id: i64,
+        change: Overrides,
+        now_s: i64,
+    ) -> Result<Change, FleetError> {
         let i = self.index_of(id).ok_or(FleetError::NoDevice(id))?;
         let row = &mut self.devices[i];
         let o = row.overrides.get_or_insert_with(Default::default);
@@ -425,7 +460,13 @@ impl Fleet {
         Ok(Change::DeviceUpdated(id))
     }
 
-    pub fn move_device(&mut self, id: i64, company: i64, site: Option<i64>, now_s: i64) -> Result<Change, FleetError> {
+    pub fn move_device(
+        &mut self,
+        id: i64,
+        company: i64,
+        site: Option<i64>,
+        now_s: i64,
+    ) -> Result<Change, FleetError> {
         self.check_client(company, site)?;
         let i = self.index_of(id).ok_or(FleetError::NoDevice(id))?;
         let row = &mut self.devices[i];
@@ -444,14 +485,22 @@ impl Fleet {
     /// A second live device with `id`'s hardware ids and its own hostname.
     pub fn clone_device(&mut self, id: i64, now_s: i64) -> Result<(i64, Change), FleetError> {
         let i = self.index_of(id).ok_or(FleetError::NoDevice(id))?;
-        let (hw, company, site) = (self.devices[i].hw, self.devices[i].company, self.devices[i].site);
+        let (hw, company, site) = (
+            self.devices[i].hw,
+            self.devices[i].company,
+            self.devices[i].site,
+        );
         let u = self.next_private;
         self.next_private += 1;
         Ok(self.push_row(u, hw, Origin::Clone, company, site, now_s, None))
     }
 
     /// The agent is removed and a new one (new id) enrolls with the same hardware and name.
-    pub fn reinstall_device(&mut self, id: i64, now_s: i64) -> Result<(i64, Vec<Change>), FleetError> {
+    pub fn reinstall_device(
+        &mut self,
+        id: i64,
+        now_s: i64,
+    ) -> Result<(i64, Vec<Change>), FleetError> {
         let old = self.device(id).ok_or(FleetError::NoDevice(id))?;
         let row = self.devices[self.index_of(id).expect("just found")].clone();
         let deleted = self.delete_device(id)?;
@@ -459,11 +508,24 @@ impl Fleet {
             hostname: Some(old.machine.hostname),
             ..row.overrides.as_deref().cloned().unwrap_or_default()
         };
-        let (new_id, created) = self.push_row(row.universe, row.hw, Origin::Normal, row.company, row.site, now_s, Some(Box::new(ov)));
+        let (new_id, created) = self.push_row(
+            row.universe,
+            row.hw,
+            Origin::Normal,
+            row.company,
+            row.site,
+            now_s,
+            Some(Box::new(ov)),
+        );
         Ok((new_id, vec![deleted, created]))
     }
 
-    pub fn add_client(&mut self, name: &str, parent: Option<i64>, now_s: i64) -> Result<(i64, Change), FleetError> {
+    pub fn add_client(
+        &mut self,
+        name: &str,
+        parent: Option<i64>,
+        now_s: i64,
+    ) -> Result<(i64, Change), FleetError> {
         let name = name.trim();
         if name.is_empty() {
             return Err(FleetError::Invalid("a client name is required".into()));
@@ -477,7 +539,11 @@ impl Fleet {
             id,
             Client {
                 id,
-                kind: if parent.is_some() { ClientKind::Site } else { ClientKind::Company },
+                kind: if parent.is_some() {
+                    ClientKind::Site
+                } else {
+                    ClientKind::Company
+                },
                 parent,
                 name: name.to_owned(),
                 created_s: now_s,
@@ -537,8 +603,20 @@ fn side_stream(side: Side) -> u64 {
 mod tests {
     use super::*;
 
+    impl Fleet {
+        fn company_id_index(&self, id: i64) -> Option<usize> {
+            self.company_ids.iter().position(|c| *c == id)
+        }
+    }
+
     fn cfg(devices: u32, shared: f64) -> FleetConfig {
-        FleetConfig { seed: 9, customers: 40, devices, shared, ..Default::default() }
+        FleetConfig {
+            seed: 9,
+            customers: 40,
+            devices,
+            shared,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -574,15 +652,32 @@ mod tests {
         let f = Fleet::generate(Side::Ncentral, cfg(3000, 0.0));
         let all = f.devices_after(i64::MIN, usize::MAX, |_| true);
         let clones: Vec<_> = all.iter().filter(|d| d.origin == Origin::Clone).collect();
-        let ghosts: Vec<_> = all.iter().filter(|d| d.origin == Origin::ReinstallGhost).collect();
-        assert!(clones.len() > 10 && ghosts.len() > 10, "{} {}", clones.len(), ghosts.len());
+        let ghosts: Vec<_> = all
+            .iter()
+            .filter(|d| d.origin == Origin::ReinstallGhost)
+            .collect();
+        assert!(
+            clones.len() > 10 && ghosts.len() > 10,
+            "{} {}",
+            clones.len(),
+            ghosts.len()
+        );
         for g in &ghosts {
             assert!(g.offline, "a reinstall ghost is long offline");
-            let twin = all.iter().find(|d| d.origin == Origin::Normal && d.machine.smbios_uuid == g.machine.smbios_uuid && d.machine.hostname == g.machine.hostname);
-            assert!(twin.is_some(), "a ghost has a live twin with its name and ids");
+            let twin = all.iter().find(|d| {
+                d.origin == Origin::Normal
+                    && d.machine.smbios_uuid == g.machine.smbios_uuid
+                    && d.machine.hostname == g.machine.hostname
+            });
+            assert!(
+                twin.is_some(),
+                "a ghost has a live twin with its name and ids"
+            );
         }
         let c = clones[0];
-        assert!(all.iter().any(|d| d.id != c.id && d.machine.smbios_uuid == c.machine.smbios_uuid && d.machine.hostname != c.machine.hostname));
+        assert!(all.iter().any(|d| d.id != c.id
+            && d.machine.smbios_uuid == c.machine.smbios_uuid
+            && d.machine.hostname != c.machine.hostname));
     }
 
     #[test]
@@ -592,18 +687,35 @@ mod tests {
         let (id, ch) = f.add_device(company, None, 5).unwrap();
         assert_eq!(ch, Change::DeviceCreated(id));
         assert_eq!(f.device(id).unwrap().company, company);
-        f.change_device(id, Overrides { hostname: Some("RENAMED-01".into()), ..Default::default() }, 6).unwrap();
+        f.change_device(
+            id,
+            Overrides {
+                hostname: Some("RENAMED-01".into()),
+                ..Default::default()
+            },
+            6,
+        )
+        .unwrap();
         assert_eq!(f.device(id).unwrap().machine.hostname, "RENAMED-01");
         let other = f.companies().nth(2).unwrap().id;
         f.move_device(id, other, None, 7).unwrap();
         assert_eq!(f.device(id).unwrap().company, other);
         let (clone, _) = f.clone_device(id, 8).unwrap();
-        assert_eq!(f.device(clone).unwrap().machine.serial, f.device(id).unwrap().machine.serial);
+        assert_eq!(
+            f.device(clone).unwrap().machine.serial,
+            f.device(id).unwrap().machine.serial
+        );
         let (new_id, changes) = f.reinstall_device(id, 9).unwrap();
-        assert_eq!(changes, vec![Change::DeviceDeleted(id), Change::DeviceCreated(new_id)]);
+        assert_eq!(
+            changes,
+            vec![Change::DeviceDeleted(id), Change::DeviceCreated(new_id)]
+        );
         assert!(f.device(id).is_none());
         assert_eq!(f.device(new_id).unwrap().machine.hostname, "RENAMED-01");
-        assert_eq!(f.move_device(new_id, 424242, None, 1), Err(FleetError::NoClient(424242)));
+        assert_eq!(
+            f.move_device(new_id, 424242, None, 1),
+            Err(FleetError::NoClient(424242))
+        );
         f.rename_client(other, "Other Name Ltd", 10).unwrap();
         assert_eq!(f.client(other).unwrap().name, "Other Name Ltd");
         let before = f.device_count();
@@ -615,18 +727,22 @@ mod tests {
 
     #[test]
     fn a_hundred_thousand_devices_stay_small() {
-        let f = Fleet::generate(Side::Ninjaone, FleetConfig { devices: 100_000, customers: 800, ..Default::default() });
+        let f = Fleet::generate(
+            Side::Ninjaone,
+            FleetConfig {
+                devices: 100_000,
+                customers: 800,
+                ..Default::default()
+            },
+        );
         assert_eq!(f.device_count(), 100_000);
-        assert!(std::mem::size_of::<DeviceRow>() <= 96, "{}", std::mem::size_of::<DeviceRow>());
+        assert!(
+            std::mem::size_of::<DeviceRow>() <= 96,
+            "{}",
+            std::mem::size_of::<DeviceRow>()
+        );
         let page = f.devices_after(99_000, 1000, |_| true);
         assert_eq!(page.len(), 1000);
         assert!(page.windows(2).all(|w| w[0].id < w[1].id));
-    }
-}
-
-#[cfg(test)]
-impl Fleet {
-    fn company_id_index(&self, id: i64) -> Option<usize> {
-        self.company_ids.iter().position(|c| *c == id)
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod fleet;
 pub mod ncentral;
+pub mod ninjaone;
 pub mod script;
 pub mod server;
 pub mod universe;

@@ -30,7 +30,10 @@ pub struct Outcome {
 
 /// Encodes a payload the way a caller puts it into the script parameters.
 pub fn encode_payload(json: &serde_json::Value) -> String {
-    format!("rmmbridge:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string()))
+    format!(
+        "rmmbridge:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    )
 }
 
 /// Finds and decodes a payload in the parameters; `Ok(None)` when there is none.
@@ -45,7 +48,9 @@ pub fn parse_payload(parameters: &str) -> Result<Option<Payload>, String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.as_bytes())
         .map_err(|e| format!("the rmmbridge payload is not base64url: {e}"))?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("the rmmbridge payload is not the expected JSON: {e}"))
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("the rmmbridge payload is not the expected JSON: {e}"))
 }
 
 /// Runs `script` with `parameters` on the device called `hostname`.
@@ -58,9 +63,21 @@ pub fn run(script: &str, hostname: &str, parameters: &str) -> (Outcome, Payload)
                 output.push('\n');
                 output.push_str(echo);
             }
-            (Outcome { exit_code: p.exit.unwrap_or(0), output }, p)
+            (
+                Outcome {
+                    exit_code: p.exit.unwrap_or(0),
+                    output,
+                },
+                p,
+            )
         }
-        Err(why) => (Outcome { exit_code: 2, output: format!("ran {script} on {hostname}\n{why}") }, Payload::default()),
+        Err(why) => (
+            Outcome {
+                exit_code: 2,
+                output: format!("ran {script} on {hostname}\n{why}"),
+            },
+            Payload::default(),
+        ),
     }
 }
 
@@ -72,7 +89,13 @@ pub async fn call_back(p: &Payload, device_id: i64, hostname: &str, outcome: &Ou
         "exit_code": outcome.exit_code, "output": outcome.output,
     });
     let client = reqwest::Client::new();
-    if let Err(e) = client.post(url).json(&body).timeout(std::time::Duration::from_secs(10)).send().await {
+    if let Err(e) = client
+        .post(url)
+        .json(&body)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+    {
         tracing::warn!(%url, error = %e, "simulated device could not deliver its script callback");
     }
 }
@@ -85,13 +108,30 @@ mod tests {
     fn payloads_round_trip_and_shape_the_outcome() {
         let p = encode_payload(&serde_json::json!({"echo": "hello", "exit": 3, "run": "r1"}));
         let (out, payload) = run("Collect", "ACME-WS-001", &format!("-Mode Full {p}"));
-        assert_eq!(out, Outcome { exit_code: 3, output: "ran Collect on ACME-WS-001\nhello".into() });
+        assert_eq!(
+            out,
+            Outcome {
+                exit_code: 3,
+                output: "ran Collect on ACME-WS-001\nhello".into()
+            }
+        );
         assert_eq!(payload.run.as_deref(), Some("r1"));
         let (plain, _) = run("Collect", "H", "-Mode Full");
         assert_eq!(plain.exit_code, 0);
         let (bad, _) = run("Collect", "H", "rmmbridge:!!!");
         assert_eq!(bad.exit_code, 2);
-        let (bad_json, _) = run("Collect", "H", &format!("rmmbridge:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("[1]")));
-        assert!(bad_json.output.contains("expected JSON"), "{}", bad_json.output);
+        let (bad_json, _) = run(
+            "Collect",
+            "H",
+            &format!(
+                "rmmbridge:{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("[1]")
+            ),
+        );
+        assert!(
+            bad_json.output.contains("expected JSON"),
+            "{}",
+            bad_json.output
+        );
     }
 }

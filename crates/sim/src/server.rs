@@ -114,7 +114,10 @@ impl Common {
     }
 
     pub fn faults(&self) -> Faults {
-        self.faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn fleet(&self) -> std::sync::RwLockReadGuard<'_, Fleet> {
@@ -134,8 +137,12 @@ impl Common {
             *n += 1;
             *n
         };
-        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        let draw = |stream: u64| (mix(self.seed ^ h, stream, u64::from(attempt)) >> 11) as f64 / (1u64 << 53) as f64;
+        let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let draw = |stream: u64| {
+            (mix(self.seed ^ h, stream, u64::from(attempt)) >> 11) as f64 / (1u64 << 53) as f64
+        };
         if self.burst_left.load(Ordering::Relaxed) > 0 {
             self.burst_left.fetch_sub(1, Ordering::Relaxed);
             return Some(Injected::ServerError);
@@ -144,7 +151,8 @@ impl Common {
             return Some(Injected::RateLimited);
         }
         if draw(2) < f.server_errors {
-            self.burst_left.store(u64::from(f.burst.max(1) - 1), Ordering::Relaxed);
+            self.burst_left
+                .store(u64::from(f.burst.max(1) - 1), Ordering::Relaxed);
             return Some(Injected::ServerError);
         }
         if draw(3) < f.resets {
@@ -186,15 +194,23 @@ impl Common {
 /// A response whose body breaks off after the headers: the client sees a broken connection.
 pub fn reset_response() -> Response {
     let stream = futures::stream::once(async {
-        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset"))
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection reset",
+        ))
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     resp
 }
 
 /// Counts every request; used by the standalone simulator's stats and benchmarks.
-pub async fn count_requests(State(common): State<Arc<Common>>, req: Request, next: Next) -> Response {
+pub async fn count_requests(
+    State(common): State<Arc<Common>>,
+    req: Request,
+    next: Next,
+) -> Response {
     common.requests.fetch_add(1, Ordering::Relaxed);
     next.run(req).await
 }
@@ -258,12 +274,18 @@ struct AdminState {
 pub fn admin_router(common: Arc<Common>, sink: ChangeSink) -> Router {
     Router::new()
         .route("/_sim/devices", post(add_device))
-        .route("/_sim/devices/{id}", axum::routing::patch(change_device).delete(delete_device))
+        .route(
+            "/_sim/devices/{id}",
+            axum::routing::patch(change_device).delete(delete_device),
+        )
         .route("/_sim/devices/{id}/move", post(move_device))
         .route("/_sim/devices/{id}/clone", post(clone_device))
         .route("/_sim/devices/{id}/reinstall", post(reinstall_device))
         .route("/_sim/clients", post(add_client))
-        .route("/_sim/clients/{id}", axum::routing::patch(rename_client).delete(delete_client))
+        .route(
+            "/_sim/clients/{id}",
+            axum::routing::patch(rename_client).delete(delete_client),
+        )
         .route("/_sim/clock/advance", post(advance_clock))
         .route("/_sim/faults", get(get_faults).put(put_faults))
         .route("/_sim/stats", get(stats))
@@ -308,13 +330,19 @@ pub struct DeviceChange {
     pub offline: Option<bool>,
 }
 
-async fn change_device(State(s): State<AdminState>, Path(id): Path<i64>, axum::Json(b): axum::Json<DeviceChange>) -> Response {
+async fn change_device(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    axum::Json(b): axum::Json<DeviceChange>,
+) -> Response {
     let now = s.common.clock.now_s();
     let ov = Overrides {
         hostname: b.hostname,
         os_name: b.os_name,
         serial: b.serial.map(|v| (!v.is_empty()).then_some(v)),
-        last_contact_s: b.offline.map(|off| if off { now - 3 * 86_400 } else { now }),
+        last_contact_s: b
+            .offline
+            .map(|off| if off { now - 3 * 86_400 } else { now }),
         offline: b.offline,
     };
     let r = s.common.fleet_mut().change_device(id, ov, now);
@@ -332,9 +360,16 @@ async fn delete_device(State(s): State<AdminState>, Path(id): Path<i64>) -> Resp
     }
 }
 
-async fn move_device(State(s): State<AdminState>, Path(id): Path<i64>, axum::Json(b): axum::Json<AddDevice>) -> Response {
+async fn move_device(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    axum::Json(b): axum::Json<AddDevice>,
+) -> Response {
     let now = s.common.clock.now_s();
-    let r = s.common.fleet_mut().move_device(id, b.client_id, b.site_id, now);
+    let r = s
+        .common
+        .fleet_mut()
+        .move_device(id, b.client_id, b.site_id, now);
     match r {
         Ok(ch) => changed(&s, vec![ch], json!({"id": id})),
         Err(e) => fleet_error(e),
@@ -379,7 +414,11 @@ pub struct RenameClient {
     pub name: String,
 }
 
-async fn rename_client(State(s): State<AdminState>, Path(id): Path<i64>, axum::Json(b): axum::Json<RenameClient>) -> Response {
+async fn rename_client(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    axum::Json(b): axum::Json<RenameClient>,
+) -> Response {
     let now = s.common.clock.now_s();
     let r = s.common.fleet_mut().rename_client(id, &b.name, now);
     match r {
@@ -404,7 +443,10 @@ pub struct Advance {
     pub seconds: i64,
 }
 
-async fn advance_clock(State(s): State<AdminState>, axum::Json(b): axum::Json<Advance>) -> Response {
+async fn advance_clock(
+    State(s): State<AdminState>,
+    axum::Json(b): axum::Json<Advance>,
+) -> Response {
     s.common.clock.advance(b.seconds);
     axum::Json(json!({"now_ms": s.common.clock.now_ms()})).into_response()
 }
@@ -436,25 +478,51 @@ mod tests {
     use crate::universe::Side;
 
     fn common(f: Faults) -> Common {
-        Common::new(3, Fleet::generate(Side::Ncentral, FleetConfig { devices: 10, ..Default::default() }), f)
+        Common::new(
+            3,
+            Fleet::generate(
+                Side::Ncentral,
+                FleetConfig {
+                    devices: 10,
+                    ..Default::default()
+                },
+            ),
+            f,
+        )
     }
 
     #[test]
     fn faults_are_reproducible_and_retries_get_a_fresh_draw() {
-        let f = Faults { rate_limit: 0.5, ..Faults::none() };
-        let a: Vec<_> = (0..40).map(|i| common(f.clone()).draw_fault(&format!("GET /x?p={i}"))).collect();
-        let b: Vec<_> = (0..40).map(|i| common(f.clone()).draw_fault(&format!("GET /x?p={i}"))).collect();
+        let f = Faults {
+            rate_limit: 0.5,
+            ..Faults::none()
+        };
+        let a: Vec<_> = (0..40)
+            .map(|i| common(f.clone()).draw_fault(&format!("GET /x?p={i}")))
+            .collect();
+        let b: Vec<_> = (0..40)
+            .map(|i| common(f.clone()).draw_fault(&format!("GET /x?p={i}")))
+            .collect();
         assert_eq!(a, b);
-        let limited = a.iter().filter(|x| **x == Some(Injected::RateLimited)).count();
+        let limited = a
+            .iter()
+            .filter(|x| **x == Some(Injected::RateLimited))
+            .count();
         assert!((10..30).contains(&limited), "{limited}");
         let c = common(f);
-        let tries = (0..30).take_while(|_| c.draw_fault("GET /same").is_some()).count();
+        let tries = (0..30)
+            .take_while(|_| c.draw_fault("GET /same").is_some())
+            .count();
         assert!(tries < 30, "a retried request eventually passes");
     }
 
     #[test]
     fn a_server_error_burst_lasts_its_length() {
-        let c = common(Faults { server_errors: 1.0, burst: 3, ..Faults::none() });
+        let c = common(Faults {
+            server_errors: 1.0,
+            burst: 3,
+            ..Faults::none()
+        });
         assert_eq!(c.draw_fault("a"), Some(Injected::ServerError));
         c.faults.write().unwrap().server_errors = 0.0;
         assert_eq!(c.draw_fault("b"), Some(Injected::ServerError));
@@ -464,7 +532,13 @@ mod tests {
 
     #[test]
     fn the_token_expires_once_after_the_configured_requests() {
-        let c = common(Faults { expire_token_after: Some(3), ..Faults::none() });
-        assert_eq!((0..6).map(|_| c.count_data_request()).collect::<Vec<_>>(), [false, false, true, false, false, false]);
+        let c = common(Faults {
+            expire_token_after: Some(3),
+            ..Faults::none()
+        });
+        assert_eq!(
+            (0..6).map(|_| c.count_data_request()).collect::<Vec<_>>(),
+            [false, false, true, false, false, false]
+        );
     }
 }

@@ -44,22 +44,108 @@ const S_JUNK: u64 = 16;
 const S_USER: u64 = 17;
 
 const NAME_A: &[&str] = &[
-    "Acme", "Bright Harbor", "Northwind", "Contoso", "Fabrikam", "Blue Ridge", "Summit", "Evergreen",
-    "Riverside", "Oakwood", "Pinnacle", "Silverline", "Redwood", "Lakeshore", "Ironbridge", "Golden Gate",
-    "Maple Leaf", "Harborview", "Crescent", "Cedar Creek", "Keystone", "Atlas", "Beacon", "Cobalt",
-    "Granite", "Horizon", "Juniper", "Meridian", "Nova", "Orchard", "Prairie", "Quarry", "Sterling",
-    "Trident", "Union Square", "Vantage", "Willow", "Zenith", "Müller", "Zürich", "Société", "Café Lumière",
-    "Björk", "São Paulo", "Østergaard", "Smith", "Johnson", "O'Brien", "Van der Berg", "St. Mary's",
+    "Acme",
+    "Bright Harbor",
+    "Northwind",
+    "Contoso",
+    "Fabrikam",
+    "Blue Ridge",
+    "Summit",
+    "Evergreen",
+    "Riverside",
+    "Oakwood",
+    "Pinnacle",
+    "Silverline",
+    "Redwood",
+    "Lakeshore",
+    "Ironbridge",
+    "Golden Gate",
+    "Maple Leaf",
+    "Harborview",
+    "Crescent",
+    "Cedar Creek",
+    "Keystone",
+    "Atlas",
+    "Beacon",
+    "Cobalt",
+    "Granite",
+    "Horizon",
+    "Juniper",
+    "Meridian",
+    "Nova",
+    "Orchard",
+    "Prairie",
+    "Quarry",
+    "Sterling",
+    "Trident",
+    "Union Square",
+    "Vantage",
+    "Willow",
+    "Zenith",
+    "Müller",
+    "Zürich",
+    "Société",
+    "Café Lumière",
+    "Björk",
+    "São Paulo",
+    "Østergaard",
+    "Smith",
+    "Johnson",
+    "O'Brien",
+    "Van der Berg",
+    "St. Mary's",
 ];
 const NAME_B: &[&str] = &[
-    "Dental", "Law Group", "Accounting", "Logistics", "Manufacturing", "Medical Center", "Realty",
-    "Construction", "Engineering", "Architects", "Insurance", "Veterinary Clinic", "Foods", "Hotels",
-    "Consulting", "Partners", "Holdings", "Pharmacy", "Schools", "Credit Union", "Brewing", "Motors",
-    "Design", "Capital", "Freight", "Labs", "Clinic", "Bakery", "Printing", "Plumbing & Heating",
+    "Dental",
+    "Law Group",
+    "Accounting",
+    "Logistics",
+    "Manufacturing",
+    "Medical Center",
+    "Realty",
+    "Construction",
+    "Engineering",
+    "Architects",
+    "Insurance",
+    "Veterinary Clinic",
+    "Foods",
+    "Hotels",
+    "Consulting",
+    "Partners",
+    "Holdings",
+    "Pharmacy",
+    "Schools",
+    "Credit Union",
+    "Brewing",
+    "Motors",
+    "Design",
+    "Capital",
+    "Freight",
+    "Labs",
+    "Clinic",
+    "Bakery",
+    "Printing",
+    "Plumbing & Heating",
 ];
 const SUFFIXES: &[&str] = &[
-    "Inc", "Inc.", "LLC", "Ltd", "Ltd.", "GmbH", "Corp", "Corporation", "Co.", "PLC", "S.A.", "B.V.",
-    "AG", "Pty Ltd", "", "", "", "",
+    "Inc",
+    "Inc.",
+    "LLC",
+    "Ltd",
+    "Ltd.",
+    "GmbH",
+    "Corp",
+    "Corporation",
+    "Co.",
+    "PLC",
+    "S.A.",
+    "B.V.",
+    "AG",
+    "Pty Ltd",
+    "",
+    "",
+    "",
+    "",
 ];
 
 /// The company's name as it was meant: both RMMs start from this.
@@ -76,13 +162,16 @@ pub fn company_name(seed: u64, k: u64) -> String {
     }
     // A bijection over all (first, second) word pairs keeps names unique until they run out.
     let pairs = (NAME_A.len() * NAME_B.len()) as u64;
-    let slot = (k % pairs).wrapping_mul(769).wrapping_add(mix(seed, S_NAME_A, 0)) % pairs;
+    let slot = (k % pairs)
+        .wrapping_mul(769)
+        .wrapping_add(mix(seed, S_NAME_A, 0))
+        % pairs;
     let a = NAME_A[(slot % NAME_A.len() as u64) as usize];
     let b = NAME_B[(slot / NAME_A.len() as u64) as usize];
     let suffix = pick(SUFFIXES, seed, S_SUFFIX, k);
     let mut name = format!("{a} {b}");
     if !suffix.is_empty() {
-        name = if mix(seed, S_SUFFIX, k + 1_000_000) % 3 == 0 {
+        name = if mix(seed, S_SUFFIX, k + 1_000_000).is_multiple_of(3) {
             format!("{name}, {suffix}")
         } else {
             format!("{name} {suffix}")
@@ -164,11 +253,25 @@ pub fn site_count(seed: u64, k: u64, side: Side) -> u32 {
 
 pub fn site_name(seed: u64, k: u64, i: u32) -> String {
     const PLACES: &[&str] = &[
-        "Main Office", "Headquarters", "Warehouse", "Downtown", "North Branch", "South Branch",
-        "Remote Workers", "Datacenter", "Lab", "Clinic 2", "Store 14", "Plant",
+        "Main Office",
+        "Headquarters",
+        "Warehouse",
+        "Downtown",
+        "North Branch",
+        "South Branch",
+        "Remote Workers",
+        "Datacenter",
+        "Lab",
+        "Clinic 2",
+        "Store 14",
+        "Plant",
     ];
     let place = PLACES[((mix(seed, S_SITES, k) + u64::from(i)) % PLACES.len() as u64) as usize];
-    if i as usize >= PLACES.len() { format!("{place} {i}") } else { place.to_owned() }
+    if i as usize >= PLACES.len() {
+        format!("{place} {i}")
+    } else {
+        place.to_owned()
+    }
 }
 
 /// The company a universe machine belongs to: skewed, so a few companies are big and some have nothing.
@@ -195,11 +298,17 @@ pub enum DeviceClass {
 
 impl DeviceClass {
     pub fn is_network(self) -> bool {
-        matches!(self, DeviceClass::NetworkSwitch | DeviceClass::NetworkPrinter)
+        matches!(
+            self,
+            DeviceClass::NetworkSwitch | DeviceClass::NetworkPrinter
+        )
     }
 
     pub fn is_server(self) -> bool {
-        matches!(self, DeviceClass::WindowsServer | DeviceClass::WindowsVm | DeviceClass::LinuxServer)
+        matches!(
+            self,
+            DeviceClass::WindowsServer | DeviceClass::WindowsVm | DeviceClass::LinuxServer
+        )
     }
 }
 
@@ -225,8 +334,15 @@ pub struct Machine {
 }
 
 pub const JUNK_SERIALS: &[&str] = &[
-    "To Be Filled By O.E.M.", "System Serial Number", "0", "0123456789", "Default string", "None",
-    "123456789", "SystemSerialNumber", "............",
+    "To Be Filled By O.E.M.",
+    "System Serial Number",
+    "0",
+    "0123456789",
+    "Default string",
+    "None",
+    "123456789",
+    "SystemSerialNumber",
+    "............",
 ];
 pub const JUNK_UUIDS: &[&str] = &[
     "00000000-0000-0000-0000-000000000000",
@@ -270,14 +386,22 @@ pub fn machine(seed: u64, u: u64, companies: u64) -> Machine {
         .to_uppercase();
     let n = mix(seed, S_HOST, u) % 400;
     let hostname = match class {
-        DeviceClass::WindowsWorkstation if n % 5 == 0 => format!("DESKTOP-{}", code(seed, S_HOST, u, 7)),
+        DeviceClass::WindowsWorkstation if n.is_multiple_of(5) => {
+            format!("DESKTOP-{}", code(seed, S_HOST, u, 7))
+        }
         DeviceClass::WindowsWorkstation if n % 5 == 1 => format!("{prefix}-LT-{n:03}"),
         DeviceClass::WindowsWorkstation => format!("{prefix}-WS-{n:03}"),
         DeviceClass::WindowsServer => format!("{prefix}-SRV-{:02}", n % 40),
         DeviceClass::WindowsVm => format!("{prefix}-VM-{:02}", n % 60),
         DeviceClass::Mac => format!("{}s-MacBook-Pro", pick(FIRST_NAMES, seed, S_USER, u)),
-        DeviceClass::LinuxServer => format!("{}{:02}", pick(&["web", "db", "app", "files", "backup"], seed, S_HOST, u), n % 20),
-        DeviceClass::LinuxWorkstation => format!("ubuntu-{}", code(seed, S_HOST, u, 4).to_lowercase()),
+        DeviceClass::LinuxServer => format!(
+            "{}{:02}",
+            pick(&["web", "db", "app", "files", "backup"], seed, S_HOST, u),
+            n % 20
+        ),
+        DeviceClass::LinuxWorkstation => {
+            format!("ubuntu-{}", code(seed, S_HOST, u, 4).to_lowercase())
+        }
         DeviceClass::NetworkSwitch => format!("core-sw-{:02}", n % 8),
         DeviceClass::NetworkPrinter => format!("PRN-{prefix}-{:02}", n % 12),
     };
@@ -304,9 +428,20 @@ pub fn machine(seed: u64, u: u64, companies: u64) -> Machine {
         None
     } else if serial_len == 0 {
         // VMware builds the serial from the VM's UUID.
-        let hex = format!("{:032x}", u128::from(mix(seed, S_UUID, u)) << 64 | u128::from(mix(seed, S_UUID + 1, u)));
-        let pairs: Vec<String> = hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-        Some(format!("VMware-{}-{}", pairs[..8].join(" "), pairs[8..].join(" ")))
+        let hex = format!(
+            "{:032x}",
+            u128::from(mix(seed, S_UUID, u)) << 64 | u128::from(mix(seed, S_UUID + 1, u))
+        );
+        let pairs: Vec<String> = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        Some(format!(
+            "VMware-{}-{}",
+            pairs[..8].join(" "),
+            pairs[8..].join(" ")
+        ))
     } else {
         Some(code(seed, S_SERIAL, u, serial_len))
     };
@@ -335,7 +470,14 @@ pub fn machine(seed: u64, u: u64, companies: u64) -> Machine {
                 DeviceClass::Mac => [0xF0, 0x18, 0x98],
                 _ => [0x3C, 0x52, 0x82],
             };
-            [oui[0], oui[1], oui[2], (x >> 16) as u8, (x >> 8) as u8, x as u8]
+            [
+                oui[0],
+                oui[1],
+                oui[2],
+                (x >> 16) as u8,
+                (x >> 8) as u8,
+                x as u8,
+            ]
         })
         .collect();
     let (os_name, os_version) = match class {
@@ -370,15 +512,19 @@ pub fn machine(seed: u64, u: u64, companies: u64) -> Machine {
         macs,
         os_name: os_name.into(),
         os_version,
-        last_user: format!("{}\\{}", prefix, pick(FIRST_NAMES, seed, S_USER, u).to_lowercase()),
+        last_user: format!(
+            "{}\\{}",
+            prefix,
+            pick(FIRST_NAMES, seed, S_USER, u).to_lowercase()
+        ),
         created_ago_s,
         last_contact_ago_s,
     }
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Anna", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kara", "Liam",
-    "Mia", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tomas",
+    "Anna", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kara",
+    "Liam", "Mia", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tomas",
 ];
 
 /// A MAC address as each RMM prints it.
@@ -401,7 +547,9 @@ mod tests {
     fn the_same_seed_gives_the_same_data_and_another_seed_does_not() {
         assert_eq!(machine(7, 42, 50), machine(7, 42, 50));
         assert_eq!(company_name(7, 3), company_name(7, 3));
-        let differs = (0..20).filter(|&u| machine(7, u, 50) != machine(8, u, 50)).count();
+        let differs = (0..20)
+            .filter(|&u| machine(7, u, 50) != machine(8, u, 50))
+            .count();
         assert!(differs >= 19, "{differs}");
     }
 
@@ -417,29 +565,72 @@ mod tests {
         assert!(names.iter().any(|n| n.contains('&')));
         assert!(names.iter().any(|n| n.contains(", ")));
         assert!(names.iter().any(|n| !n.is_ascii()), "accents");
-        assert!(names.iter().any(|n| n.ends_with(" Group")), "near-duplicates");
-        let nc: Vec<String> = (0..300).map(|k| company_name_in(1, k, Side::Ncentral)).collect();
+        assert!(
+            names.iter().any(|n| n.ends_with(" Group")),
+            "near-duplicates"
+        );
+        let nc: Vec<String> = (0..300)
+            .map(|k| company_name_in(1, k, Side::Ncentral))
+            .collect();
         let same = nc.iter().zip(&names).filter(|(a, b)| a == b).count();
-        assert!((180..290).contains(&same), "most names agree across RMMs, some differ: {same}");
+        assert!(
+            (180..290).contains(&same),
+            "most names agree across RMMs, some differ: {same}"
+        );
     }
 
     #[test]
     fn machines_cover_the_classes_and_the_awkward_cases() {
         let ms: Vec<Machine> = (0..5000).map(|u| machine(3, u, 200)).collect();
-        for class in [DeviceClass::WindowsWorkstation, DeviceClass::Mac, DeviceClass::LinuxServer, DeviceClass::NetworkSwitch, DeviceClass::WindowsVm] {
+        for class in [
+            DeviceClass::WindowsWorkstation,
+            DeviceClass::Mac,
+            DeviceClass::LinuxServer,
+            DeviceClass::NetworkSwitch,
+            DeviceClass::WindowsVm,
+        ] {
             assert!(ms.iter().any(|m| m.class == class), "{class:?}");
         }
-        let junk = ms.iter().filter(|m| m.serial.as_deref().is_some_and(|s| JUNK_SERIALS.contains(&s))).count();
+        let junk = ms
+            .iter()
+            .filter(|m| {
+                m.serial
+                    .as_deref()
+                    .is_some_and(|s| JUNK_SERIALS.contains(&s))
+            })
+            .count();
         let none = ms.iter().filter(|m| m.serial.is_none()).count();
-        let junk_uuid = ms.iter().filter(|m| m.smbios_uuid.as_deref().is_some_and(|s| JUNK_UUIDS.contains(&s))).count();
+        let junk_uuid = ms
+            .iter()
+            .filter(|m| {
+                m.smbios_uuid
+                    .as_deref()
+                    .is_some_and(|s| JUNK_UUIDS.contains(&s))
+            })
+            .count();
         let offline = ms.iter().filter(|m| m.last_contact_ago_s > 86_400).count();
         assert!((100..200).contains(&junk), "{junk}");
         assert!(none > 50, "{none}");
         assert!(junk_uuid > 100, "{junk_uuid}");
         assert!((400..800).contains(&offline), "{offline}");
-        let real: std::collections::HashSet<_> = ms.iter().filter_map(|m| m.serial.clone()).filter(|s| !JUNK_SERIALS.contains(&s.as_str())).collect();
-        let with_real = ms.iter().filter(|m| m.serial.as_deref().is_some_and(|s| !JUNK_SERIALS.contains(&s))).count();
-        assert_eq!(real.len(), with_real, "real serials are unique across the universe");
+        let real: std::collections::HashSet<_> = ms
+            .iter()
+            .filter_map(|m| m.serial.clone())
+            .filter(|s| !JUNK_SERIALS.contains(&s.as_str()))
+            .collect();
+        let with_real = ms
+            .iter()
+            .filter(|m| {
+                m.serial
+                    .as_deref()
+                    .is_some_and(|s| !JUNK_SERIALS.contains(&s))
+            })
+            .count();
+        assert_eq!(
+            real.len(),
+            with_real,
+            "real serials are unique across the universe"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn small() -> NcentralConfig {
 async fn login(sim: &NcentralSim) -> (String, String) {
     let r: Value = reqwest::Client::new()
         .post(format!("{}/api/auth/authenticate", sim.url()))
-        .bearer_auth(&sim.connection_info()["jwt"].as_str().unwrap())
+        .bearer_auth(sim.connection_info()["jwt"].as_str().unwrap())
         .send()
         .await
         .unwrap()

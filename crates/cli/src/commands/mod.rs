@@ -1,5 +1,6 @@
 pub mod demo;
 pub mod serve;
+pub mod sim;
 pub mod token;
 pub mod totp;
 pub mod user;
