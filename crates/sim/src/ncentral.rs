@@ -784,7 +784,8 @@ async fn single(
         .filter(|i| ok(&fleet, *i))
         .and_then(|i| org_unit_json(&fleet, i, style))
     {
-        Some(v) => axum::Json(json!({"data": v, "_links": {}})).into_response(),
+        // Single org units come bare, unlike devices (`{"data": .., "_links": ..}`), per the spec.
+        Some(v) => axum::Json(v).into_response(),
         None => s.not_found(what, id),
     }
 }
@@ -1304,7 +1305,7 @@ async fn task_info(
         Err(r) => return r,
     };
     axum::Json(json!({"data": {"taskId": t.id, "parentId": t.id, "name": t.name, "taskName": t.name, "itemId": t.item_id,
-        "type": "Script", "orgUnitId": t.customer_id, "soId": SO_ID, "customerId": t.customer_id, "siteId": Value::Null,
+        "type": "Script", "orgUnitId": t.customer_id, "soId": SO_ID, "customerId": t.customer_id,
         "applianceId": t.device_id + 7, "isReactive": false, "isEnabled": true, "deviceIds": [t.device_id.to_string()]},
         "_links": {}}))
     .into_response()
@@ -1382,8 +1383,7 @@ async fn task_details(
         ),
     };
     axum::Json(json!({"data": [{"taskId": t.id, "deviceId": t.device_id, "deviceName": t.device_name, "taskName": t.name,
-        "status": status, "output": output, "message": message, "outputFileName": Value::Null,
-        "exitCode": t.outcome.as_ref().map(|o| o.exit_code)}], "totalItems": 1}))
+        "status": status, "output": output, "message": message, "outputFileName": Value::Null}], "totalItems": 1}))
     .into_response()
 }
 

@@ -722,7 +722,7 @@ fn epoch(s: i64, id: i64) -> Value {
 
 fn org_json(fleet: &Fleet, id: i64, detailed: bool) -> Option<Value> {
     let c = fleet.client(id).filter(|c| c.kind == ClientKind::Company)?;
-    let mut v = json!({"id": id, "name": c.name, "nodeApprovalMode": "AUTOMATIC", "tags": [], "fields": {}});
+    let mut v = json!({"id": id, "name": c.name, "nodeApprovalMode": "AUTOMATIC"});
     if id % 3 == 0 {
         v["description"] = json!(format!("Client since {}", 2015 + id % 9));
     }
@@ -739,7 +739,7 @@ fn org_json(fleet: &Fleet, id: i64, detailed: bool) -> Option<Value> {
 }
 
 fn location_json(id: i64, name: &str, org: Option<i64>) -> Value {
-    let mut v = json!({"id": id, "name": name, "userData": {}, "tags": [], "fields": {}});
+    let mut v = json!({"id": id, "name": name, "userData": {}});
     if let Some(o) = org {
         v["organizationId"] = json!(o);
     }
@@ -1091,7 +1091,7 @@ fn device_json(fleet: &Fleet, d: &DeviceView, detailed: bool) -> Value {
         "nodeClass": node_class(class), "nodeRoleId": role_of(class), "rolePolicyId": 40 + role_of(class) % 10,
         "policyId": 200 + role_of(class) % 10, "approvalStatus": "APPROVED", "offline": d.offline,
         "systemName": m.hostname, "created": epoch(d.created_s, d.id), "lastContact": epoch(d.last_contact_s, d.id + 1),
-        "lastUpdate": epoch(d.updated_s.max(d.last_contact_s), d.id + 2), "tags": [], "fields": {},
+        "lastUpdate": epoch(d.updated_s.max(d.last_contact_s), d.id + 2), "tags": [],
     });
     if let Some(l) = loc {
         v["locationId"] = json!(l);

@@ -642,7 +642,7 @@ async fn changes_through_the_admin_api_show_up() {
         .await
         .unwrap();
     let (_, cust) = get(&sim, &access, "/api/customers/101").await;
-    assert_eq!(cust["data"]["customerName"], "Renamed Customer Ltd");
+    assert_eq!(cust["customerName"], "Renamed Customer Ltd");
     c.post(format!("{}/_sim/devices/{id}/move", sim.url()))
         .json(&json!({"client_id": 102}))
         .send()
