@@ -145,6 +145,16 @@ impl NcentralSim {
         })
     }
 
+    /// Changes the fleet in-process, as the `/_sim` endpoints do. `f` gets the fleet and the
+    /// simulated time in seconds.
+    pub fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Fleet, i64) -> Result<T, crate::fleet::FleetError>,
+    ) -> Result<T, crate::fleet::FleetError> {
+        let now = self.state.common.clock.now_s();
+        f(&mut self.state.common.fleet_mut(), now)
+    }
+
     /// Drops every token, as an N-central reboot does.
     pub fn reboot(&self) {
         *self.state.tokens.lock().unwrap_or_else(|e| e.into_inner()) = Tokens::default();

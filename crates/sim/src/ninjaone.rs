@@ -179,6 +179,18 @@ impl NinjaSim {
         self.state.revoke_refresh_tokens();
     }
 
+    /// Changes the fleet in-process, as the `/_sim` endpoints do: the changes become activities
+    /// and webhook deliveries. `f` gets the fleet and the simulated time in seconds.
+    pub fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Fleet, i64) -> Result<(T, Vec<Change>), crate::fleet::FleetError>,
+    ) -> Result<T, crate::fleet::FleetError> {
+        let now = self.state.common.clock.now_s();
+        let (out, changes) = f(&mut self.state.common.fleet_mut(), now)?;
+        self.state.record_changes(&changes);
+        Ok(out)
+    }
+
     pub fn webhook(&self) -> Option<Webhook> {
         self.state
             .webhook

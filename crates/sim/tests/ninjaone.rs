@@ -701,3 +701,64 @@ async fn faults_rate_limits_malformed_pages_and_token_expiry() {
         "the token expired mid-scan"
     );
 }
+
+#[tokio::test]
+async fn library_changes_fire_webhooks_and_resets_break_connections() {
+    let mut c = cfg(100);
+    c.faults = Faults {
+        resets: 1.0,
+        ..Faults::none()
+    };
+    let sim = start(c).await;
+    let access = user_tokens(&sim, "monitoring management").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let broken = match reqwest::Client::new()
+        .get(format!("{}/v2/devices", sim.url()))
+        .bearer_auth(&access)
+        .send()
+        .await
+    {
+        Err(e) => e.is_request() || e.is_body(),
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(broken, "the connection breaks before a complete response");
+
+    let new_id = sim
+        .change(|f, now| {
+            let org = f.companies().next().unwrap().id;
+            let (id, ch) = f.add_device(org, None, now)?;
+            Ok((id, vec![ch]))
+        })
+        .unwrap();
+    let acts = sim.activities();
+    let last = acts.last().unwrap();
+    assert_eq!(
+        (last["statusCode"].as_str(), last["deviceId"].as_i64()),
+        (Some("NODE_CREATED"), Some(new_id))
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_server_errors_passes() {
+    let mut c = cfg(100);
+    c.faults = Faults {
+        server_errors: 1.0,
+        burst: 3,
+        ..Faults::none()
+    };
+    let sim = start(c).await;
+    let access = user_tokens(&sim, "monitoring").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(&sim, &access, "/v2/organizations").await.0, 503);
+    // No new bursts start; the one under way runs its length.
+    let mut f = sim.common().faults();
+    f.server_errors = 0.0;
+    *sim.common().faults.write().unwrap() = f;
+    assert_eq!(get(&sim, &access, "/v2/organizations").await.0, 503);
+    assert_eq!(get(&sim, &access, "/v2/organizations").await.0, 503);
+    assert_eq!(get(&sim, &access, "/v2/organizations").await.0, 200);
+}
