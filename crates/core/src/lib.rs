@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod rmm;
 pub mod secret;
 pub mod totp;
 

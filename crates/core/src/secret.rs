@@ -271,8 +271,10 @@ mod tests {
         let cipher = SecretCipher::new(&MasterKey::generate().unwrap());
         let sealed = cipher.seal(&"secret".into(), aad(1, "jwt")).unwrap();
         let mut bytes = sealed.into_bytes();
-        let last = bytes.len() - 3;
-        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        // A character inside the base64 payload, not its last one: any swap there stays valid
+        // base64, so the change reaches the AEAD check (a bad final character is Malformed).
+        let inside = bytes.len() - 12;
+        bytes[inside] = if bytes[inside] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).unwrap();
         assert_eq!(
             cipher.open(&tampered, aad(1, "jwt")),
