@@ -41,6 +41,8 @@ pub struct NinjaConfig {
     /// The EU instance answers 400 when client credentials ask for `offline_access`.
     pub reject_offline_access_for_client_credentials: bool,
     pub default_page_size: usize,
+    /// The scopes enabled on the API app; a request gets the intersection.
+    pub app_scopes: String,
 }
 
 impl Default for NinjaConfig {
@@ -55,6 +57,7 @@ impl Default for NinjaConfig {
             rotate_refresh: true,
             reject_offline_access_for_client_credentials: false,
             default_page_size: 100,
+            app_scopes: "monitoring management control offline_access".into(),
         }
     }
 }
@@ -428,6 +431,13 @@ impl NjState {
         refresh: bool,
         public_client: bool,
     ) -> Value {
+        // The app's enabled scopes bound what any request gets.
+        let granted: Vec<&str> = scope
+            .split_whitespace()
+            .filter(|s| has_scope(&self.cfg.app_scopes, s))
+            .collect();
+        let scope = granted.join(" ");
+        let scope = scope.as_str();
         let now = self.common.clock.now_s();
         let access = random_token(32);
         o.access.insert(
