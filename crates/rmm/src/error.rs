@@ -79,6 +79,8 @@ pub struct Check {
 pub enum CheckStatus {
     Pass,
     Fail,
+    /// Works, but something optional is missing that limits what rmmbridge can do.
+    Warn,
     /// Not run because an earlier check failed.
     Skipped,
 }
@@ -109,6 +111,21 @@ impl Check {
         }
     }
 
+    pub fn warn(
+        id: &'static str,
+        label: &'static str,
+        reason: impl Into<String>,
+        remedy: impl Into<String>,
+    ) -> Check {
+        Check {
+            id,
+            label,
+            status: CheckStatus::Warn,
+            reason: reason.into(),
+            remedy: Some(remedy.into()),
+        }
+    }
+
     pub fn skipped(id: &'static str, label: &'static str) -> Check {
         Check {
             id,
@@ -125,6 +142,7 @@ impl fmt::Display for Check {
         let mark = match self.status {
             CheckStatus::Pass => "PASS",
             CheckStatus::Fail => "FAIL",
+            CheckStatus::Warn => "WARN",
             CheckStatus::Skipped => "SKIP",
         };
         write!(f, "{mark}  {}: {}", self.label, self.reason)?;

@@ -3,9 +3,11 @@
 //! devices page by page, in the hub's vocabulary (`rmmbridge_core::rmm`).
 #![forbid(unsafe_code)]
 
+pub mod connector;
 pub mod error;
 pub mod http;
 pub mod ncentral;
 pub mod ninjaone;
 
+pub use connector::{Connector, DevicePages, ScriptRequest, TokenReport};
 pub use error::{Check, CheckStatus, RmmError};

@@ -42,6 +42,15 @@ impl NcentralSettings {
 #[derive(Clone, Debug)]
 pub struct NcentralCredentials {
     pub jwt: SecretString,
+    /// The API user's own sign-in, optional: used to check that MFA or an expired password
+    /// is not blocking the account.
+    pub login: Option<(String, SecretString)>,
+}
+
+impl NcentralCredentials {
+    pub fn jwt(jwt: SecretString) -> NcentralCredentials {
+        NcentralCredentials { jwt, login: None }
+    }
 }
 
 #[derive(Debug)]
@@ -264,6 +273,30 @@ impl NcentralConnector {
         Ok(access)
     }
 
+    /// Token counters and the cached tokens' remaining life, for credential health.
+    pub fn token_report(&self) -> crate::connector::TokenReport {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = Instant::now();
+        let (access, refresh) = match self.tokens.try_lock() {
+            Ok(g) => match g.as_ref() {
+                Some(t) => (
+                    Some(t.access_until.saturating_duration_since(now).as_secs()),
+                    Some(t.refresh_until.saturating_duration_since(now).as_secs()),
+                ),
+                None => (None, None),
+            },
+            Err(_) => (None, None),
+        };
+        crate::connector::TokenReport {
+            authentications: stats.authentications,
+            refreshes: stats.refreshes,
+            failed_refreshes: stats.failed_refreshes,
+            rotations: 0,
+            access_expires_in_s: access,
+            refresh_expires_in_s: refresh,
+        }
+    }
+
     async fn forget_access(&self, used: &str) {
         let mut guard = self.tokens.lock().await;
         if let Some(t) = guard.as_mut()
@@ -448,6 +481,15 @@ impl NcentralConnector {
         let version = match self.server_version().await {
             Ok(v) => {
                 checks.push(Check::pass(
+                    "tls_certificate",
+                    "TLS certificate valid",
+                    if self.t.base.scheme() == "https" {
+                        "the certificate was accepted"
+                    } else {
+                        "plain http on a loopback address: no certificate"
+                    },
+                ));
+                checks.push(Check::pass(
                     "server_reachable",
                     "Server reachable",
                     format!("{} answered", self.t.base),
@@ -455,8 +497,20 @@ impl NcentralConnector {
                 v
             }
             Err(e) => {
-                checks.push(Check::fail("server_reachable", "Server reachable", e.to_string(),
-                    "check the server address, that it is reachable from this host, and its certificate (pin a self-signed one)"));
+                let text = e.to_string();
+                if text.contains("certificate") || text.contains("fingerprint") {
+                    checks.push(Check::fail("tls_certificate", "TLS certificate valid", text,
+                        "if the server uses a self-signed or private-CA certificate, set its SHA-256 fingerprint or CA certificate on the integration; otherwise renew the certificate"));
+                    checks.push(Check::skipped("server_reachable", "Server reachable"));
+                } else {
+                    checks.push(Check::pass(
+                        "tls_certificate",
+                        "TLS certificate valid",
+                        "no certificate problem seen",
+                    ));
+                    checks.push(Check::fail("server_reachable", "Server reachable", text,
+                        "check the server address and that it is reachable from this host (firewall, DNS, proxy)"));
+                }
                 for (id, label) in [
                     ("server_version", "Server version"),
                     ("jwt_accepted", "User-API token accepted"),
@@ -585,7 +639,64 @@ impl NcentralConnector {
                 "read per customer over SOAP",
             ));
         }
+        checks.push(self.check_login().await);
         checks
+    }
+
+    /// With the API user's username and password stored, a SOAP call with them shows whether MFA
+    /// or an expired password has locked the account, the usual reason a JWT stops working.
+    async fn check_login(&self) -> Check {
+        const ID: &str = "mfa_not_blocking";
+        const LABEL: &str = "MFA and password not blocking the API user";
+        let Some((user, pass)) = &self.creds.login else {
+            return Check::pass(
+                ID,
+                LABEL,
+                "no username and password stored; only the User-API token is used",
+            );
+        };
+        let body = soap::envelope(
+            "customerList",
+            user,
+            pass.expose(),
+            &[("listSOs", vec!["true".into()])],
+        );
+        let resp = match self.t.send(soap::request(&self.t, body), true).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Check::fail(
+                    ID,
+                    LABEL,
+                    e.to_string(),
+                    "check that the server is reachable",
+                );
+            }
+        };
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Check::pass(
+                ID,
+                LABEL,
+                format!("{user} signed in with its password (MFA is off)"),
+            );
+        }
+        let fault = soap::fault_text(&text);
+        if fault.starts_with("2100") {
+            Check::fail(
+                ID,
+                LABEL,
+                format!("N-central refused {user}'s username and password: {fault}"),
+                "turn MFA off for the API user (N-central refuses API calls from MFA users), and check that its password has not expired (90 days by default); then save the new password here",
+            )
+        } else {
+            Check::fail(
+                ID,
+                LABEL,
+                format!("N-central answered HTTP {}: {fault}", status.as_u16()),
+                "check the API user in N-central",
+            )
+        }
     }
 
     async fn soap_call(

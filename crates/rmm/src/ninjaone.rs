@@ -40,6 +40,8 @@ pub struct NinjaSettings {
     /// A region key (`app`, `us2`, `eu`, `ca`, `oc`, `fed`) or the instance URL.
     pub instance: String,
     pub client_id: String,
+    /// The helper script in NinjaOne's automation library that runs a base64 `code` parameter.
+    pub script_id: Option<String>,
     pub tls: TlsTrust,
     pub http: HttpSettings,
 }
@@ -83,6 +85,7 @@ struct State {
     grant: NinjaGrant,
     access: Option<(String, Instant)>,
     scope: String,
+    failed_refreshes: u32,
 }
 
 pub struct NinjaConnector<S: TokenStore> {
@@ -91,6 +94,7 @@ pub struct NinjaConnector<S: TokenStore> {
     client_secret: SecretString,
     state: Mutex<State>,
     store: S,
+    script_id: Option<String>,
     pub stats: std::sync::Mutex<RefreshStats>,
 }
 
@@ -251,7 +255,9 @@ impl<S: TokenStore> NinjaConnector<S> {
                 grant,
                 access: None,
                 scope: String::new(),
+                failed_refreshes: 0,
             }),
+            script_id: settings.script_id.clone().filter(|s| !s.trim().is_empty()),
             store,
             stats: std::sync::Mutex::default(),
         })
@@ -293,7 +299,13 @@ impl<S: TokenStore> NinjaConnector<S> {
                 false,
             )
             .await?;
-        let tokens = read_token_response(resp, "the token refresh").await?;
+        let tokens = match read_token_response(resp, "the token refresh").await {
+            Ok(t) => t,
+            Err(e) => {
+                st.failed_refreshes += 1;
+                return Err(e);
+            }
+        };
         // Persist first: a refresh token that rotated must never be lost with the process.
         self.store.save(&tokens).await.map_err(|e| {
             RmmError::Config(format!("cannot store the refreshed NinjaOne tokens: {e}"))
@@ -314,6 +326,34 @@ impl<S: TokenStore> NinjaConnector<S> {
         ));
         st.scope = tokens.scope;
         Ok(access)
+    }
+
+    /// Token counters and the cached access token's remaining life, for credential health.
+    pub fn token_report(&self) -> crate::connector::TokenReport {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (access, failed, by_refresh) = match self.state.try_lock() {
+            Ok(st) => (
+                st.access
+                    .as_ref()
+                    .map(|(_, until)| until.saturating_duration_since(Instant::now()).as_secs()),
+                st.failed_refreshes,
+                matches!(st.grant, NinjaGrant::RefreshToken(_)),
+            ),
+            Err(_) => (None, 0, true),
+        };
+        let (authentications, refreshes) = if by_refresh {
+            (0, stats.token_requests)
+        } else {
+            (stats.token_requests, 0)
+        };
+        crate::connector::TokenReport {
+            authentications,
+            refreshes,
+            failed_refreshes: failed,
+            rotations: stats.rotations,
+            access_expires_in_s: access,
+            refresh_expires_in_s: None,
+        }
     }
 
     async fn forget_access(&self, used: &str) {
@@ -469,6 +509,7 @@ impl<S: TokenStore> NinjaConnector<S> {
         let rest = [
             ("scope_monitoring", "Monitoring scope"),
             ("organizations_visible", "Organizations visible"),
+            ("script_item", "Helper script exists"),
         ];
         match self.access_token().await {
             Ok(_) => checks.push(Check::pass(
@@ -528,7 +569,62 @@ impl<S: TokenStore> NinjaConnector<S> {
                 ));
             }
         }
+        checks.push(self.check_script().await);
         checks
+    }
+
+    /// The helper script that script runs go through must exist in the automation library.
+    async fn check_script(&self) -> Check {
+        const ID: &str = "script_item";
+        const LABEL: &str = "Helper script exists";
+        let Some(id) = &self.script_id else {
+            return Check::warn(
+                ID,
+                LABEL,
+                "no helper script id is set, so scripts cannot be run through NinjaOne",
+                "create the helper script in Administration > Library > Automation (PowerShell, one parameter `code` that it base64-decodes and runs), then copy the number at the end of its URL into the integration's script id",
+            );
+        };
+        match self
+            .get_json("/automation/scripts", "the automation script list")
+            .await
+        {
+            Ok(v) => {
+                let found = v.as_array().and_then(|list| {
+                    list.iter().find(|sc| {
+                        sc["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(id.as_str())
+                    })
+                });
+                match found {
+                    Some(sc) if sc["active"].as_bool() == Some(false) => Check::fail(
+                        ID,
+                        LABEL,
+                        format!(
+                            "script {id} ({}) is inactive",
+                            sc["name"].as_str().unwrap_or("?")
+                        ),
+                        "activate the helper script in NinjaOne's automation library",
+                    ),
+                    Some(sc) => Check::pass(
+                        ID,
+                        LABEL,
+                        format!("script {id}: {}", sc["name"].as_str().unwrap_or("?")),
+                    ),
+                    None => Check::fail(
+                        ID,
+                        LABEL,
+                        format!("NinjaOne's automation library has no script {id}"),
+                        "copy the helper script's id again: open it in Administration > Library > Automation; the id is the number at the end of the URL",
+                    ),
+                }
+            }
+            Err(e) => Check::fail(
+                ID,
+                LABEL,
+                e.to_string(),
+                "enable the Management scope on the API app and provide consent again",
+            ),
+        }
     }
 }
 

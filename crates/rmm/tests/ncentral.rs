@@ -38,13 +38,7 @@ fn connector(sim: &NcentralSim, jwt: &str) -> NcentralConnector {
         attempts: 8,
         ..Default::default()
     };
-    NcentralConnector::new(
-        &s,
-        NcentralCredentials {
-            jwt: SecretString::new(jwt),
-        },
-    )
-    .unwrap()
+    NcentralConnector::new(&s, NcentralCredentials::jwt(SecretString::new(jwt))).unwrap()
 }
 
 fn jwt(sim: &NcentralSim) -> String {
@@ -227,11 +221,13 @@ async fn verification_passes_on_a_healthy_server() {
     assert_eq!(
         ids,
         [
+            "tls_certificate",
             "server_reachable",
             "server_version",
             "jwt_accepted",
             "customers_visible",
-            "devices_visible"
+            "devices_visible",
+            "mfa_not_blocking"
         ]
     );
 }
@@ -255,21 +251,25 @@ async fn each_verification_check_fails_for_its_own_reason() {
         timeout: Duration::from_secs(2),
         ..Default::default()
     };
-    let checks = NcentralConnector::new(
-        &s,
-        NcentralCredentials {
-            jwt: SecretString::new("x"),
-        },
-    )
-    .unwrap()
-    .verify()
-    .await;
+    let checks = NcentralConnector::new(&s, NcentralCredentials::jwt(SecretString::new("x")))
+        .unwrap()
+        .verify()
+        .await;
     assert!(
         failed(&checks, "server_reachable")
             .reason
             .contains("cannot reach")
     );
-    assert!(checks[1..].iter().all(|c| c.status == CheckStatus::Skipped));
+    let at = checks
+        .iter()
+        .position(|c| c.id == "server_reachable")
+        .unwrap();
+    assert!(
+        checks[at + 1..]
+            .iter()
+            .all(|c| c.status == CheckStatus::Skipped)
+    );
+    assert_eq!(checks[0].id, "tls_certificate");
 
     // Too old for a User-API token.
     let mut cfg = sim_cfg(10, Faults::none());
@@ -312,6 +312,41 @@ async fn each_verification_check_fails_for_its_own_reason() {
             .reason
             .contains("no devices")
     );
+
+    // MFA switched on for the API user: its username and password stop working.
+    let mut cfg = sim_cfg(10, Faults::none());
+    cfg.mfa_enabled = true;
+    let sim = start(cfg).await;
+    let info = sim.connection_info();
+    let mut c = NcentralCredentials::jwt(SecretString::new(&jwt(&sim)));
+    c.login = Some((
+        info["username"].as_str().unwrap().to_owned(),
+        SecretString::new(info["password"].as_str().unwrap()),
+    ));
+    let mut s = NcentralSettings::new(&sim.url());
+    s.http.attempts = 1;
+    let checks = NcentralConnector::new(&s, c.clone())
+        .unwrap()
+        .verify()
+        .await;
+    let mfa = failed(&checks, "mfa_not_blocking");
+    assert!(mfa.reason.contains("2100"), "{}", mfa.reason);
+    assert!(mfa.remedy.as_deref().unwrap().contains("MFA off"));
+
+    // The same user without MFA passes.
+    let sim = start(sim_cfg(10, Faults::none())).await;
+    let info = sim.connection_info();
+    c.jwt = SecretString::new(&jwt(&sim));
+    c.login = Some((
+        info["username"].as_str().unwrap().to_owned(),
+        SecretString::new(info["password"].as_str().unwrap()),
+    ));
+    let s = NcentralSettings::new(&sim.url());
+    let checks = NcentralConnector::new(&s, c).unwrap().verify().await;
+    assert!(
+        checks.iter().all(|c| c.status == CheckStatus::Pass),
+        "{checks:#?}"
+    );
 }
 
 #[tokio::test]
@@ -325,7 +360,8 @@ async fn servers_before_2023_9_are_read_over_soap() {
         checks.iter().all(|c| c.status == CheckStatus::Pass),
         "{checks:#?}"
     );
-    assert!(checks[1].reason.contains("SOAP"));
+    let version = checks.iter().find(|c| c.id == "server_version").unwrap();
+    assert!(version.reason.contains("SOAP"));
     let clients = c.list_clients().await.unwrap();
     assert_eq!(
         clients

@@ -43,6 +43,7 @@ fn settings(sim: &NinjaSim) -> NinjaSettings {
             .as_str()
             .unwrap()
             .to_owned(),
+        script_id: None,
         tls: Default::default(),
         http: HttpSettings {
             backoff_base: Duration::from_millis(2),
@@ -282,8 +283,10 @@ async fn a_malformed_page_is_an_error_that_names_it() {
 #[tokio::test]
 async fn verification_names_each_failure() {
     let sim = start(sim_cfg(50, Faults::none())).await;
+    let mut with_script = settings(&sim);
+    with_script.script_id = Some(sim.connection_info()["script_id"].to_string());
     let ok = NinjaConnector::new(
-        &settings(&sim),
+        &with_script,
         secret(&sim),
         NinjaGrant::ClientCredentials,
         NoStore,
@@ -292,6 +295,40 @@ async fn verification_names_each_failure() {
     .verify()
     .await;
     assert!(ok.iter().all(|c| c.status == CheckStatus::Pass), "{ok:#?}");
+
+    // No helper script id: script runs are impossible, which is a warning, not a failure.
+    let checks = NinjaConnector::new(
+        &settings(&sim),
+        secret(&sim),
+        NinjaGrant::ClientCredentials,
+        NoStore,
+    )
+    .unwrap()
+    .verify()
+    .await;
+    let script = checks.iter().find(|c| c.id == "script_item").unwrap();
+    assert_eq!(script.status, CheckStatus::Warn);
+    assert!(script.remedy.as_deref().unwrap().contains("Automation"));
+
+    // A helper script id that the library does not have.
+    let mut missing = settings(&sim);
+    missing.script_id = Some("999999".into());
+    let checks = NinjaConnector::new(
+        &missing,
+        secret(&sim),
+        NinjaGrant::ClientCredentials,
+        NoStore,
+    )
+    .unwrap()
+    .verify()
+    .await;
+    let script = checks.iter().find(|c| c.id == "script_item").unwrap();
+    assert_eq!(script.status, CheckStatus::Fail);
+    assert!(
+        script.reason.contains("no script 999999"),
+        "{}",
+        script.reason
+    );
 
     let wrong = NinjaConnector::new(
         &settings(&sim),

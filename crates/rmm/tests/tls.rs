@@ -61,13 +61,7 @@ fn connector(url: &str, tls: TlsTrust) -> NcentralConnector {
         timeout: Duration::from_secs(5),
         ..Default::default()
     };
-    NcentralConnector::new(
-        &s,
-        NcentralCredentials {
-            jwt: SecretString::new("eyJ"),
-        },
-    )
-    .unwrap()
+    NcentralConnector::new(&s, NcentralCredentials::jwt(SecretString::new("eyJ"))).unwrap()
 }
 
 #[tokio::test]
@@ -83,6 +77,10 @@ async fn a_self_signed_certificate_is_refused_then_accepted_when_pinned() {
         err.contains("fingerprint"),
         "the error says what to do: {err}"
     );
+    let checks = connector(&url, TlsTrust::default()).verify().await;
+    let tls = checks.iter().find(|c| c.id == "tls_certificate").unwrap();
+    assert_eq!(tls.status, rmmbridge_rmm::CheckStatus::Fail, "{checks:#?}");
+    assert!(tls.remedy.as_deref().unwrap().contains("fingerprint"));
 
     let pinned = TlsTrust {
         pinned_sha256: Some(fingerprint.clone()),
