@@ -318,7 +318,7 @@ async fn each_verification_check_fails_for_its_own_reason() {
     cfg.mfa_enabled = true;
     let sim = start(cfg).await;
     let info = sim.connection_info();
-    let mut c = NcentralCredentials::jwt(SecretString::new(&jwt(&sim)));
+    let mut c = NcentralCredentials::jwt(SecretString::new(jwt(&sim)));
     c.login = Some((
         info["username"].as_str().unwrap().to_owned(),
         SecretString::new(info["password"].as_str().unwrap()),
@@ -336,7 +336,7 @@ async fn each_verification_check_fails_for_its_own_reason() {
     // The same user without MFA passes.
     let sim = start(sim_cfg(10, Faults::none())).await;
     let info = sim.connection_info();
-    c.jwt = SecretString::new(&jwt(&sim));
+    c.jwt = SecretString::new(jwt(&sim));
     c.login = Some((
         info["username"].as_str().unwrap().to_owned(),
         SecretString::new(info["password"].as_str().unwrap()),
