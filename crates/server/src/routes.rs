@@ -94,6 +94,7 @@ pub fn table() -> RouteTable {
         .public(M::GET, "/login", ui::login::login_form)
         .public(M::POST, "/login", ui::login::login_submit)
         .public(M::GET, "/static/{file}", ui::assets::static_file)
+        .public(M::GET, "/consent-callback", ui::consent::consent_callback)
         // Machine endpoints
         .private(M::GET, "/metrics", api::health::metrics)
         .private(M::GET, "/api/openapi.json", api::openapi_json)
@@ -114,6 +115,51 @@ pub fn table() -> RouteTable {
         .private(M::GET, "/api/v1/tenants", api::tenants::list_tenants)
         .private(M::POST, "/api/v1/tenants", api::tenants::create_tenant)
         .private(M::GET, "/api/v1/tenants/{id}", api::tenants::get_tenant)
+        .private(
+            M::GET,
+            "/api/v1/integrations",
+            api::integrations::list_integrations,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations",
+            api::integrations::create_integration,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/verify",
+            api::integrations::verify_unsaved,
+        )
+        .private(
+            M::GET,
+            "/api/v1/integrations/{id}",
+            api::integrations::get_integration,
+        )
+        .private(
+            M::PATCH,
+            "/api/v1/integrations/{id}",
+            api::integrations::update_integration,
+        )
+        .private(
+            M::DELETE,
+            "/api/v1/integrations/{id}",
+            api::integrations::delete_integration,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/verify",
+            api::integrations::verify_integration,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/consent",
+            api::integrations::start_consent,
+        )
+        .private(
+            M::GET,
+            "/api/v1/integrations/{id}/totp",
+            api::integrations::current_totp,
+        )
         // UI
         .private(M::GET, "/", ui::dashboard::dashboard)
         .private(M::POST, "/logout", ui::login::logout)

@@ -5,6 +5,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::keys::{self, KeyError, KeySource};
 use crate::routes;
+use crate::services::integrations::connectors::Connectors;
 use crate::state::AppState;
 use crate::vault::SecretVault;
 use axum::Router;
@@ -90,9 +91,20 @@ impl Application {
                     addr: settings.listen,
                     source,
                 })?;
+        let mut settings = settings;
+        // Port 0 (tests, the demo) is only known once bound; a defaulted public URL must follow it.
+        if settings.listen.port() == 0
+            && settings.public_url == format!("http://{}", settings.listen)
+            && let Ok(addr) = listener.local_addr()
+        {
+            settings.public_url = format!("http://{addr}");
+        }
+        let vault = Arc::new(vault);
+        let connectors = Arc::new(Connectors::new(db.clone(), vault.clone()));
         let state = AppState {
             db,
-            vault: Arc::new(vault),
+            vault,
+            connectors,
             settings: Arc::new(settings),
             throttle: Arc::new(LoginThrottle::default()),
             metrics: metrics_handle(),

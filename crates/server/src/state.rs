@@ -2,6 +2,7 @@
 
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
+use crate::services::integrations::connectors::Connectors;
 use crate::vault::SecretVault;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rmmbridge_core::Timestamp;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub throttle: Arc<LoginThrottle>,
     pub metrics: PrometheusHandle,
+    /// One connector per integration, so tokens survive between requests.
+    pub connectors: Arc<Connectors>,
 }
 
 /// Wall-clock now as Unix milliseconds.

@@ -74,4 +74,34 @@ impl SecretVault {
                 source,
             })
     }
+
+    /// Seals a value that lives outside `integration_secrets` (e.g. a PKCE verifier), bound to
+    /// its own table, row and field.
+    pub fn seal_for(
+        &self,
+        table: &str,
+        row: i64,
+        field: &str,
+        value: &SecretString,
+    ) -> Result<String, VaultError> {
+        self.cipher
+            .seal(value, SecretAad { table, row, field })
+            .map_err(VaultError::Seal)
+    }
+
+    pub fn open_for(
+        &self,
+        table: &str,
+        row: i64,
+        field: &str,
+        sealed: &str,
+    ) -> Result<SecretString, VaultError> {
+        self.cipher
+            .open(sealed, SecretAad { table, row, field })
+            .map_err(|source| VaultError::Open {
+                integration_id: row,
+                field: field.to_owned(),
+                source,
+            })
+    }
 }

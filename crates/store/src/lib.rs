@@ -24,6 +24,7 @@ macro_rules! with_db {
 
 pub mod api_tokens;
 pub mod audit;
+pub mod credentials;
 pub mod integrations;
 pub mod meta;
 pub mod sessions;
@@ -33,6 +34,7 @@ pub mod users;
 
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
+pub use credentials::{ConsentState, CredentialHealth, HealthEvent};
 pub use integrations::{Integration, IntegrationChange, NewIntegration};
 pub use sessions::Session;
 pub use tenants::{Tenant, TenantScope};

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod health;
+pub mod integrations;
 pub mod me;
 pub mod tenants;
 pub mod tokens;
@@ -25,6 +26,9 @@ use utoipa::{Modify, OpenApi};
         tokens::list_tokens, tokens::create_token, tokens::revoke_token,
         audit::list_audit,
         tenants::list_tenants, tenants::create_tenant, tenants::get_tenant,
+        integrations::list_integrations, integrations::create_integration, integrations::get_integration,
+        integrations::update_integration, integrations::delete_integration, integrations::verify_integration,
+        integrations::verify_unsaved, integrations::start_consent, integrations::current_totp,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),

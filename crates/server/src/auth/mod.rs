@@ -175,7 +175,11 @@ async fn from_api_token(state: &AppState, token: &str, t: Timestamp) -> ApiResul
     })
 }
 
-async fn from_session(state: &AppState, cookie: &str, t: Timestamp) -> ApiResult<CurrentUser> {
+pub(crate) async fn from_session(
+    state: &AppState,
+    cookie: &str,
+    t: Timestamp,
+) -> ApiResult<CurrentUser> {
     let id_hash = tokens::sha256_hex(cookie);
     let session = state
         .db

@@ -1,5 +1,6 @@
 //! Use cases shared by the HTTP API, the UI and the CLI. Handlers stay thin: parse, call a service, render.
 
 pub mod audit;
+pub mod integrations;
 pub mod tokens;
 pub mod users;

@@ -1,6 +1,7 @@
 //! Server-rendered HTML pages (askama templates in `crates/server/templates/`, checked at compile time).
 
 pub mod assets;
+pub mod consent;
 pub mod dashboard;
 pub mod login;
 

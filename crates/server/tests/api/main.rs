@@ -3,6 +3,7 @@
 
 mod access;
 mod helpers;
+mod integrations;
 mod keys;
 mod login;
 mod secrets;
