@@ -74,6 +74,12 @@ enum Command {
     /// Manage API tokens (sent as `Authorization: Bearer <token>` to /api/v1).
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Manage integrations (connections to N-central and NinjaOne).
+    #[command(subcommand)]
+    Integration(commands::integration::IntegrationCommand),
+    /// Benchmarks against in-process simulators; each prints one JSON line.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Print the current 6-digit TOTP code for a Base32 MFA secret (RFC 6238, SHA-1, 30 s).
     Totp(commands::totp::TotpArgs),
     /// Run a simulated RMM (N-central or NinjaOne) with seeded MSP data; prints one JSON line
@@ -135,6 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => commands::user::run(g.settings(None)?, cmd).await,
         Command::Token(cmd) => commands::token::run(g.settings(None)?, cmd).await,
+        Command::Integration(cmd) => commands::integration::run(g.settings(None)?, cmd).await,
+        Command::Bench(cmd) => commands::bench::run(cmd).await,
         Command::Totp(args) => commands::totp::run(args),
         Command::Sim(cmd) => commands::sim::run(cmd).await,
     }

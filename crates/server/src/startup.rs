@@ -55,6 +55,17 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StartError> {
     Ok(db)
 }
 
+/// The database, the vault and the connectors, for commands that work without the HTTP server.
+pub async fn open_services(
+    settings: &Settings,
+) -> Result<(Db, Arc<SecretVault>, Arc<Connectors>), StartError> {
+    let db = open_database(settings).await?;
+    let (key, _) = keys::load_master_key(settings, &db).await?;
+    let vault = Arc::new(SecretVault::new(db.clone(), SecretCipher::new(&key)));
+    let connectors = Arc::new(Connectors::new(db.clone(), vault.clone()));
+    Ok((db, vault, connectors))
+}
+
 /// The process-wide Prometheus recorder: the `metrics` facade is global by design, so it is installed once.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -1,4 +1,6 @@
+pub mod bench;
 pub mod demo;
+pub mod integration;
 pub mod serve;
 pub mod sim;
 pub mod token;
