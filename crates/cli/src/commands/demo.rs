@@ -47,12 +47,86 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let url = app.state.settings.public_url.clone();
+    // Two RMMs of one MSP after an acquisition: one seed, so many machines are in both.
+    let fleet = |devices| rmmbridge_sim::fleet::FleetConfig {
+        seed: 42,
+        customers: 24,
+        devices,
+        shared: 0.5,
+        ..Default::default()
+    };
+    let ncentral = super::bench::SimulatedRmm::start(super::bench::Rmm::Ncentral, fleet(900)).await?;
+    let ninja = super::bench::SimulatedRmm::start(super::bench::Rmm::Ninjaone, fleet(700)).await?;
+    let created = add_demo_integrations(&app.state, &ncentral, &ninja).await?;
     println!("rmmbridge demo is running");
     println!("  open:      {url}/");
     println!("  username:  {}", admin.username);
     println!("  password:  {password}   (shown only now)");
     println!("  data:      {}", dir.display());
+    println!("  simulated: N-central at {} and NinjaOne at {}", sim_url(&ncentral), sim_url(&ninja));
+    if created {
+        println!("  next:      open Integrations, verify both, provide consent for NinjaOne, then map the clients");
+    }
     println!("Press Ctrl-C to stop.");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
+}
+
+fn sim_url(s: &super::bench::SimulatedRmm) -> String {
+    s.connection_info()["url"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Points one integration at each simulator, not yet verified or mapped, so a newcomer walks the
+/// whole flow. A kept demo directory is reused: its integrations are re-pointed at the new ports.
+async fn add_demo_integrations(
+    state: &rmmbridge_server::state::AppState,
+    ncentral: &super::bench::SimulatedRmm,
+    ninja: &super::bench::SimulatedRmm,
+) -> anyhow::Result<bool> {
+    use rmmbridge_server::services::integrations::{self as svc, IntegrationInput, IntegrationPatch};
+    use serde_json::json;
+    let actor = Actor::system("demo");
+    let nc = ncentral.connection_info();
+    let nj = ninja.connection_info();
+    let inputs = [
+        IntegrationInput {
+            kind: rmmbridge_core::IntegrationKind::Ncentral,
+            name: "Contoso N-central (simulated)".into(),
+            settings: json!({"server_url": nc["url"], "username": nc["username"]}),
+            secrets: json!({"jwt": nc["jwt"], "password": nc["password"], "mfa_secret": nc["mfa_secret"]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            options: json!({}),
+        },
+        IntegrationInput {
+            kind: rmmbridge_core::IntegrationKind::Ninjaone,
+            name: "Fabrikam NinjaOne (simulated)".into(),
+            settings: json!({"instance": nj["url"], "client_id": nj["client_id"], "script_id": nj["script_id"].to_string()}),
+            secrets: json!({"client_secret": nj["client_secret"]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            options: json!({}),
+        },
+    ];
+    let existing = state.db.list_integrations().await?;
+    let mut created = false;
+    for input in inputs {
+        match existing.iter().find(|i| i.name == input.name) {
+            Some(i) => {
+                let patch = IntegrationPatch {
+                    settings: Some(input.settings),
+                    secrets: input.secrets,
+                    ..Default::default()
+                };
+                svc::update(&state.db, &state.vault, &actor, i.id, &patch).await?;
+            }
+            None => {
+                svc::create(&state.db, &state.vault, &actor, &input).await?;
+                created = true;
+            }
+        }
+    }
+    Ok(created)
 }
