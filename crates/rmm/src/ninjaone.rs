@@ -234,14 +234,24 @@ pub async fn exchange_code(
 /// Checks a Web app's client id and secret before any consent exists: NinjaOne checks the client
 /// before the code, so a made-up code answers `invalid_grant` for good credentials and
 /// `invalid_client` for bad ones. Nothing is granted or stored.
-pub async fn check_app_credentials(settings: &NinjaSettings, client_secret: &SecretString) -> Check {
+pub async fn check_app_credentials(
+    settings: &NinjaSettings,
+    client_secret: &SecretString,
+) -> Check {
     const ID: &str = "token_obtained";
     const LABEL: &str = "Client id and secret accepted";
     let t = match instance_url(&settings.instance)
         .and_then(|u| Transport::new(u, &settings.tls, settings.http.clone()))
     {
         Ok(t) => t,
-        Err(e) => return Check::fail(ID, LABEL, e.to_string(), "correct the region or instance URL"),
+        Err(e) => {
+            return Check::fail(
+                ID,
+                LABEL,
+                e.to_string(),
+                "correct the region or instance URL",
+            );
+        }
     };
     let form = [
         ("grant_type", "authorization_code"),
@@ -250,17 +260,34 @@ pub async fn check_app_credentials(settings: &NinjaSettings, client_secret: &Sec
         ("code", "rmmbridge-credential-check"),
         ("redirect_uri", "https://rmmbridge.invalid/consent-callback"),
     ];
-    let resp = match t.send(t.request(Method::POST, "/ws/oauth/token").form(&form), false).await {
+    let resp = match t
+        .send(
+            t.request(Method::POST, "/ws/oauth/token").form(&form),
+            false,
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
-            return Check::fail(ID, LABEL, e.to_string(),
-                "check the region or instance URL and that NinjaOne is reachable from this host");
+            return Check::fail(
+                ID,
+                LABEL,
+                e.to_string(),
+                "check the region or instance URL and that NinjaOne is reachable from this host",
+            );
         }
     };
     match read_token_response(resp, "the credential check").await {
-        Err(RmmError::NeedsConsent(_)) => Check::pass(ID, LABEL, format!("NinjaOne at {} knows the app", t.base)),
+        Err(RmmError::NeedsConsent(_)) => {
+            Check::pass(ID, LABEL, format!("NinjaOne at {} knows the app", t.base))
+        }
         Err(RmmError::Auth { message, remedy }) => Check::fail(ID, LABEL, message, remedy),
-        Err(e) => Check::fail(ID, LABEL, e.to_string(), "check the API app's settings in NinjaOne"),
+        Err(e) => Check::fail(
+            ID,
+            LABEL,
+            e.to_string(),
+            "check the API app's settings in NinjaOne",
+        ),
         Ok(_) => Check::pass(ID, LABEL, "NinjaOne accepted the app"),
     }
 }

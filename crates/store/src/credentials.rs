@@ -59,7 +59,8 @@ const HEALTH_COLUMNS: &str = "integration_id, last_success_at, last_failure_at, 
 
 impl Db {
     pub async fn credential_health(&self, integration_id: i64) -> StoreResult<CredentialHealth> {
-        let sql = format!("SELECT {HEALTH_COLUMNS} FROM integration_health WHERE integration_id = $1");
+        let sql =
+            format!("SELECT {HEALTH_COLUMNS} FROM integration_health WHERE integration_id = $1");
         let row = with_db!(self, |p| {
             sqlx::query_as::<_, CredentialHealth>(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(integration_id)

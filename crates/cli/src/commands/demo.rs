@@ -55,7 +55,8 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         shared: 0.5,
         ..Default::default()
     };
-    let ncentral = super::bench::SimulatedRmm::start(super::bench::Rmm::Ncentral, fleet(900)).await?;
+    let ncentral =
+        super::bench::SimulatedRmm::start(super::bench::Rmm::Ncentral, fleet(900)).await?;
     let ninja = super::bench::SimulatedRmm::start(super::bench::Rmm::Ninjaone, fleet(700)).await?;
     let created = add_demo_integrations(&app.state, &ncentral, &ninja).await?;
     println!("rmmbridge demo is running");
@@ -63,9 +64,15 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     println!("  username:  {}", admin.username);
     println!("  password:  {password}   (shown only now)");
     println!("  data:      {}", dir.display());
-    println!("  simulated: N-central at {} and NinjaOne at {}", sim_url(&ncentral), sim_url(&ninja));
+    println!(
+        "  simulated: N-central at {} and NinjaOne at {}",
+        sim_url(&ncentral),
+        sim_url(&ninja)
+    );
     if created {
-        println!("  next:      open Integrations, verify both, provide consent for NinjaOne, then map the clients");
+        println!(
+            "  next:      open Integrations, verify both, provide consent for NinjaOne, then map the clients"
+        );
     }
     println!("Press Ctrl-C to stop.");
     app.run_until_stopped(shutdown_signal()).await?;
@@ -73,7 +80,10 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn sim_url(s: &super::bench::SimulatedRmm) -> String {
-    s.connection_info()["url"].as_str().unwrap_or_default().to_owned()
+    s.connection_info()["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Points one integration at each simulator, not yet verified or mapped, so a newcomer walks the
@@ -83,7 +93,9 @@ async fn add_demo_integrations(
     ncentral: &super::bench::SimulatedRmm,
     ninja: &super::bench::SimulatedRmm,
 ) -> anyhow::Result<bool> {
-    use rmmbridge_server::services::integrations::{self as svc, IntegrationInput, IntegrationPatch};
+    use rmmbridge_server::services::integrations::{
+        self as svc, IntegrationInput, IntegrationPatch,
+    };
     use serde_json::json;
     let actor = Actor::system("demo");
     let nc = ncentral.connection_info();

@@ -76,13 +76,19 @@ pub async fn run(settings: Settings, cmd: IntegrationCommand) -> anyhow::Result<
                 options: json_arg("options", &options)?,
             };
             let i = svc::create(&db, &vault, &actor, &input).await?;
-            println!("created integration {} ({}, {}): {}", i.id, i.kind, i.name, i.status);
+            println!(
+                "created integration {} ({}, {}): {}",
+                i.id, i.kind, i.name, i.status
+            );
             if let Some(m) = &i.status_message {
                 println!("next: {m}");
             }
         }
         IntegrationCommand::List => {
-            println!("{:<5} {:<9} {:<32} {:<14} message", "id", "kind", "name", "status");
+            println!(
+                "{:<5} {:<9} {:<32} {:<14} message",
+                "id", "kind", "name", "status"
+            );
             for i in db.list_integrations().await? {
                 println!(
                     "{:<5} {:<9} {:<32} {:<14} {}",
@@ -104,7 +110,11 @@ pub async fn run(settings: Settings, cmd: IntegrationCommand) -> anyhow::Result<
             for c in &v.checks {
                 println!("{c}");
             }
-            let failed = v.checks.iter().filter(|c| c.status == CheckStatus::Fail).count();
+            let failed = v
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Fail)
+                .count();
             if failed > 0 {
                 anyhow::bail!("{failed} check(s) failed");
             }
