@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod identify;
+pub mod names;
 pub mod rmm;
 pub mod secret;
 pub mod totp;

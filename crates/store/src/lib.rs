@@ -22,21 +22,42 @@ macro_rules! with_db {
     };
 }
 
+#[macro_use]
+mod batch;
+
+pub mod agents;
 pub mod api_tokens;
 pub mod audit;
+pub mod computers;
 pub mod credentials;
+pub mod decisions;
 pub mod integrations;
 pub mod meta;
+pub mod rmm_clients;
 pub mod sessions;
+pub mod sync_runs;
 pub mod tenants;
 pub mod testing;
 pub mod users;
 
+pub use agents::{
+    AgentLink, AgentSnapshot, AgentState, AgentUpsert, AgentWrite, ComputerAgent, Evidence,
+    IdentityRow,
+};
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
+pub use computers::{
+    ComputerCursor, ComputerQuery, ComputerRow, ComputerUpdate, NewComputer, Page,
+};
 pub use credentials::{ConsentState, CredentialHealth, HealthEvent};
+pub use decisions::{DecisionRow, NewDecision, Resolution};
 pub use integrations::{Integration, IntegrationChange, NewIntegration};
+pub use rmm_clients::{
+    AppliedLinkChange, AppliedLinks, ClientLinkChange, ClientLinkRow, ClientLinkState,
+    ClientRefresh, ClientRename, CreatedTenant, MappedClient, Provenance,
+};
 pub use sessions::Session;
+pub use sync_runs::{NewPlanItem, PlanItem, SyncRun, SyncRunState};
 pub use tenants::{Tenant, TenantScope};
 pub use users::{NewUser, User};
 

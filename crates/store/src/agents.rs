@@ -1,0 +1,599 @@
+//! Agents: one device record as one RMM reports it. The sync engine loads a compact snapshot per
+//! run, decides in pure code, then writes in batches; every write reports the rows it changed, and
+//! writing facts that did not change writes nothing.
+use crate::batch::{Arg, Sql, rows_per_chunk};
+use crate::{Db, StoreError, StoreResult, parse_col};
+use futures::TryStreamExt;
+use rmmbridge_core::{IntegrationKind, Timestamp};
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AgentState {
+    Active,
+    /// No longer reported by its RMM; retired after a grace period.
+    Missing,
+    /// Kept for rediscovery only.
+    Retired,
+}
+
+impl AgentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Active => "active",
+            AgentState::Missing => "missing",
+            AgentState::Retired => "retired",
+        }
+    }
+}
+
+impl fmt::Display for AgentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AgentState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(AgentState::Active),
+            "missing" => Ok(AgentState::Missing),
+            "retired" => Ok(AgentState::Retired),
+            _ => Err(format!("unknown agent state {s:?}")),
+        }
+    }
+}
+
+/// One agent as stored, with the external id of the RmmClient it is filed under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentSnapshot {
+    pub id: i64,
+    pub integration_id: i64,
+    pub external_id: String,
+    pub rmm_client_id: Option<i64>,
+    pub rmm_client_external_id: Option<String>,
+    pub computer_id: Option<i64>,
+    pub hostname: String,
+    pub serial: Option<String>,
+    pub smbios_uuid: Option<String>,
+    pub macs: Vec<String>,
+    pub os: Option<String>,
+    pub device_class: Option<String>,
+    pub last_contact_at: Option<Timestamp>,
+    pub state: AgentState,
+    pub missing_since: Option<Timestamp>,
+    pub fingerprint: String,
+    /// Set when identification flagged the agent as a clone: which hardware id it shares (JSON text).
+    pub clone_of: Option<String>,
+    pub first_seen_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The facts identification compares, for every agent of every integration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRow {
+    pub agent_id: i64,
+    pub integration_id: i64,
+    pub computer_id: Option<i64>,
+    /// The tenant of the agent's computer.
+    pub tenant_id: Option<i64>,
+    pub state: AgentState,
+    pub hostname: String,
+    pub serial: Option<String>,
+    pub smbios_uuid: Option<String>,
+    pub macs: Vec<String>,
+}
+
+/// The facts of one reported device, as the sync engine wants them stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentWrite {
+    pub external_id: String,
+    /// The RmmClient (of the same integration) the device is filed under; an unknown id stores none.
+    pub rmm_client_external_id: Option<String>,
+    pub hostname: String,
+    pub serial: Option<String>,
+    pub smbios_uuid: Option<String>,
+    pub macs: Vec<String>,
+    pub os: Option<String>,
+    pub device_class: Option<String>,
+    pub last_contact_at: Option<Timestamp>,
+    pub fingerprint: String,
+}
+
+/// What [`Db::upsert_agents`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentUpsert {
+    /// The id of every written or already-current agent, by external id, in input order.
+    pub ids: Vec<(String, i64)>,
+    pub inserted: u64,
+    pub updated: u64,
+    /// Rows whose stored facts were already identical: not written.
+    pub unchanged: u64,
+}
+
+impl AgentUpsert {
+    pub fn rows_written(&self) -> u64 {
+        self.inserted + self.updated
+    }
+}
+
+/// Identification's verdict for one agent: the computer it is, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentLink {
+    pub agent_id: i64,
+    pub computer_id: i64,
+    pub rule: String,
+    pub evidence: Value,
+    pub decided_by: String,
+    pub clone_of: Option<String>,
+}
+
+/// The evidence row that explains an agent's current link.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evidence {
+    pub rule: String,
+    pub evidence: Value,
+    pub decided_by: String,
+    pub at: Timestamp,
+}
+
+/// An agent of a computer, with its integration and why it is linked there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputerAgent {
+    pub agent: AgentSnapshot,
+    pub integration_name: String,
+    pub integration_kind: IntegrationKind,
+    pub evidence: Option<Evidence>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    id: i64,
+    integration_id: i64,
+    external_id: String,
+    rmm_client_id: Option<i64>,
+    rmm_client_external_id: Option<String>,
+    computer_id: Option<i64>,
+    hostname: String,
+    serial: Option<String>,
+    smbios_uuid: Option<String>,
+    macs: Json<Vec<String>>,
+    os: Option<String>,
+    device_class: Option<String>,
+    last_contact_at: Option<i64>,
+    state: String,
+    missing_since: Option<i64>,
+    fingerprint: String,
+    clone_of: Option<String>,
+    first_seen_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<AgentRow> for AgentSnapshot {
+    type Error = StoreError;
+    fn try_from(r: AgentRow) -> StoreResult<Self> {
+        Ok(AgentSnapshot {
+            id: r.id,
+            integration_id: r.integration_id,
+            external_id: r.external_id,
+            rmm_client_id: r.rmm_client_id,
+            rmm_client_external_id: r.rmm_client_external_id,
+            computer_id: r.computer_id,
+            hostname: r.hostname,
+            serial: r.serial,
+            smbios_uuid: r.smbios_uuid,
+            macs: r.macs.0,
+            os: r.os,
+            device_class: r.device_class,
+            last_contact_at: r.last_contact_at.map(Timestamp),
+            state: parse_col("agents.state", &r.state)?,
+            missing_since: r.missing_since.map(Timestamp),
+            fingerprint: r.fingerprint,
+            clone_of: r.clone_of,
+            first_seen_at: Timestamp(r.first_seen_at),
+            updated_at: Timestamp(r.updated_at),
+        })
+    }
+}
+
+const AGENT_SELECT: &str = "SELECT a.id, a.integration_id, a.external_id, a.rmm_client_id,
+        rc.external_id AS rmm_client_external_id, a.computer_id, a.hostname, a.serial,
+        a.smbios_uuid, a.macs, a.os, a.device_class, a.last_contact_at, a.state, a.missing_since,
+        a.fingerprint, a.clone_of, a.first_seen_at, a.updated_at
+     FROM agents a LEFT JOIN rmm_clients rc ON rc.id = a.rmm_client_id";
+
+#[derive(sqlx::FromRow)]
+struct IdentityDbRow {
+    agent_id: i64,
+    integration_id: i64,
+    computer_id: Option<i64>,
+    tenant_id: Option<i64>,
+    state: String,
+    hostname: String,
+    serial: Option<String>,
+    smbios_uuid: Option<String>,
+    macs: Json<Vec<String>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ComputerAgentRow {
+    #[sqlx(flatten)]
+    agent: AgentRow,
+    integration_name: String,
+    integration_kind: String,
+    rule: Option<String>,
+    evidence: Option<Json<Value>>,
+    evidence_by: Option<String>,
+    evidence_at: Option<i64>,
+}
+
+fn computer_fk_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound {
+            what: "computer or agent",
+        },
+        _ => e.into(),
+    }
+}
+
+/// Later entries for the same key win; order of first appearance is kept.
+fn dedupe_last<'a, T, K: std::hash::Hash + Eq + 'a>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a T> {
+    let mut pos: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<&T> = Vec::new();
+    for it in items {
+        match pos.get(&key(it)) {
+            Some(&i) => out[i] = it,
+            None => {
+                pos.insert(key(it), out.len());
+                out.push(it);
+            }
+        }
+    }
+    out
+}
+
+impl Db {
+    /// Every agent of one integration, for the sync engine's plan.
+    pub async fn agent_snapshot(&self, integration_id: i64) -> StoreResult<Vec<AgentSnapshot>> {
+        let sql = format!("{AGENT_SELECT} WHERE a.integration_id = $1 ORDER BY a.id");
+        with_db!(self, |p| {
+            sqlx::query_as::<_, AgentRow>(AssertSqlSafe(sql.as_str()))
+                .bind(integration_id)
+                .fetch(p)
+                .map_err(StoreError::from)
+                .and_then(|r| async move { AgentSnapshot::try_from(r) })
+                .try_collect()
+                .await
+        })
+    }
+
+    pub async fn agent_by_id(&self, id: i64) -> StoreResult<Option<AgentSnapshot>> {
+        let sql = format!("{AGENT_SELECT} WHERE a.id = $1");
+        let row = with_db!(self, |p| {
+            sqlx::query_as::<_, AgentRow>(AssertSqlSafe(sql.as_str()))
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+        });
+        row.map(AgentSnapshot::try_from).transpose()
+    }
+
+    /// The identity facts of every agent of every integration, in one query: what identification
+    /// compares a new agent against. Retired agents only when asked (rediscovery).
+    pub async fn identity_rows(&self, include_retired: bool) -> StoreResult<Vec<IdentityRow>> {
+        with_db!(self, |p| {
+            sqlx::query_as::<_, IdentityDbRow>(
+                "SELECT a.id AS agent_id, a.integration_id, a.computer_id, c.tenant_id, a.state,
+                        a.hostname, a.serial, a.smbios_uuid, a.macs
+                 FROM agents a LEFT JOIN computers c ON c.id = a.computer_id
+                 WHERE $1 OR a.state <> 'retired'",
+            )
+            .bind(include_retired)
+            .fetch(p)
+            .map_err(StoreError::from)
+            .and_then(|r| async move {
+                Ok(IdentityRow {
+                    agent_id: r.agent_id,
+                    integration_id: r.integration_id,
+                    computer_id: r.computer_id,
+                    tenant_id: r.tenant_id,
+                    state: parse_col("agents.state", &r.state)?,
+                    hostname: r.hostname,
+                    serial: r.serial,
+                    smbios_uuid: r.smbios_uuid,
+                    macs: r.macs.0,
+                })
+            })
+            .try_collect()
+            .await
+        })
+    }
+
+    /// Inserts new agents and updates changed ones, keyed by (integration, external id), in one
+    /// transaction of multi-row statements. An agent whose stored facts equal the written ones is
+    /// not written. State and computer link are not touched here (see [`Db::set_agent_states`],
+    /// [`Db::link_agents`]); a new agent starts `active` and unlinked. A repeated external id:
+    /// the last one wins.
+    pub async fn upsert_agents(
+        &self,
+        integration_id: i64,
+        agents: &[AgentWrite],
+        now: Timestamp,
+    ) -> StoreResult<AgentUpsert> {
+        let agents = dedupe_last(agents, |a| a.external_id.as_str());
+        with_db!(self, |p| {
+            let mut tx = p.begin().await?;
+            let mut out = AgentUpsert::default();
+            for chunk in agents.chunks(rows_per_chunk(10)) {
+                let mut sel = Sql::new(
+                    "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
+                );
+                sel.args.push(Arg::Int(integration_id));
+                for (i, a) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sel.push(", ");
+                    }
+                    sel.bind(Arg::Text(&a.external_id));
+                }
+                sel.push(")");
+                let existing: HashMap<String, i64> = bind_args!(
+                    sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sel.text.as_str())),
+                    sel.args
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+
+                let mut sql = Sql::new(
+                    "INSERT INTO agents (integration_id, external_id, rmm_client_id, hostname, serial,
+                     smbios_uuid, macs, os, device_class, last_contact_at, fingerprint, first_seen_at,
+                     updated_at) VALUES ",
+                );
+                sql.args.push(Arg::Int(integration_id));
+                sql.args.push(Arg::Int(now.0));
+                for (i, a) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "($1, " } else { ", ($1, " });
+                    sql.bind(Arg::Text(&a.external_id)).push(
+                        ", (SELECT rc.id FROM rmm_clients rc WHERE rc.integration_id = $1 AND rc.external_id = ",
+                    );
+                    sql.bind(Arg::OptText(a.rmm_client_external_id.as_deref()))
+                        .push("), ");
+                    sql.bind(Arg::Text(&a.hostname)).push(", ");
+                    sql.bind(Arg::OptText(a.serial.as_deref())).push(", ");
+                    sql.bind(Arg::OptText(a.smbios_uuid.as_deref())).push(", ");
+                    sql.bind(Arg::Strings(&a.macs)).push(", ");
+                    sql.bind(Arg::OptText(a.os.as_deref())).push(", ");
+                    sql.bind(Arg::OptText(a.device_class.as_deref())).push(", ");
+                    sql.bind(Arg::OptInt(a.last_contact_at.map(|t| t.0)))
+                        .push(", ");
+                    sql.bind(Arg::Text(&a.fingerprint)).push(", $2, $2)");
+                }
+                sql.push(
+                    " ON CONFLICT (integration_id, external_id) DO UPDATE SET
+                       rmm_client_id = excluded.rmm_client_id, hostname = excluded.hostname,
+                       serial = excluded.serial, smbios_uuid = excluded.smbios_uuid,
+                       macs = excluded.macs, os = excluded.os, device_class = excluded.device_class,
+                       last_contact_at = excluded.last_contact_at,
+                       fingerprint = excluded.fingerprint, updated_at = excluded.updated_at
+                     WHERE agents.rmm_client_id IS DISTINCT FROM excluded.rmm_client_id
+                        OR agents.hostname IS DISTINCT FROM excluded.hostname
+                        OR agents.serial IS DISTINCT FROM excluded.serial
+                        OR agents.smbios_uuid IS DISTINCT FROM excluded.smbios_uuid
+                        OR agents.macs IS DISTINCT FROM excluded.macs
+                        OR agents.os IS DISTINCT FROM excluded.os
+                        OR agents.device_class IS DISTINCT FROM excluded.device_class
+                        OR agents.last_contact_at IS DISTINCT FROM excluded.last_contact_at
+                        OR agents.fingerprint IS DISTINCT FROM excluded.fingerprint
+                     RETURNING external_id, id",
+                );
+                let written: HashMap<String, i64> = bind_args!(
+                    sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql.text.as_str())),
+                    sql.args
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                for a in chunk {
+                    let ext = a.external_id.as_str();
+                    let (id, was_there, was_written) = match (existing.get(ext), written.get(ext)) {
+                        (Some(id), w) => (*id, true, w.is_some()),
+                        (None, Some(id)) => (*id, false, true),
+                        (None, None) => {
+                            return Err(StoreError::Corrupt(format!(
+                                "agent {ext:?} was neither found nor written"
+                            )));
+                        }
+                    };
+                    match (was_there, was_written) {
+                        (false, _) => out.inserted += 1,
+                        (true, true) => out.updated += 1,
+                        (true, false) => out.unchanged += 1,
+                    }
+                    out.ids.push((a.external_id.clone(), id));
+                }
+            }
+            tx.commit().await?;
+            Ok(out)
+        })
+    }
+
+    /// Sets state and `missing_since` of many agents; rows already in that state are not written.
+    /// Returns the number of agents changed.
+    pub async fn set_agent_states(
+        &self,
+        states: &[(i64, AgentState, Option<Timestamp>)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let states = dedupe_last(states, |s| s.0);
+        with_db!(self, |p| {
+            let mut tx = p.begin().await?;
+            let mut written = 0;
+            for chunk in states.chunks(rows_per_chunk(3)) {
+                let mut sql = Sql::new(
+                    "UPDATE agents SET state = v.column2, missing_since = v.column3, updated_at = $1
+                     FROM (VALUES ",
+                );
+                sql.args.push(Arg::Int(now.0));
+                for (i, (id, state, since)) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    sql.bind(Arg::Int(*id)).push(", ");
+                    sql.bind(Arg::Text(state.as_str())).push(", ");
+                    sql.bind(Arg::OptInt(since.map(|t| t.0))).push(")");
+                }
+                sql.push(
+                    ") AS v WHERE agents.id = v.column1
+                       AND (agents.state IS DISTINCT FROM v.column2
+                            OR agents.missing_since IS DISTINCT FROM v.column3)",
+                );
+                written += bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(written)
+        })
+    }
+
+    /// Links agents to computers and records each decision's rule and evidence, in one
+    /// transaction. An agent already linked to that computer with the same clone flag is left
+    /// alone (no evidence row either). Returns the number of agents whose link changed.
+    pub async fn link_agents(&self, links: &[AgentLink], now: Timestamp) -> StoreResult<u64> {
+        let links = dedupe_last(links, |l| l.agent_id);
+        with_db!(self, |p| {
+            let mut tx = p.begin().await?;
+            let mut changed: Vec<&AgentLink> = Vec::new();
+            for chunk in links.chunks(rows_per_chunk(3)) {
+                let mut sql = Sql::new(
+                    "UPDATE agents SET computer_id = v.column2, clone_of = v.column3, updated_at = $1
+                     FROM (VALUES ",
+                );
+                sql.args.push(Arg::Int(now.0));
+                for (i, l) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    sql.bind(Arg::Int(l.agent_id)).push(", ");
+                    sql.bind(Arg::Int(l.computer_id)).push(", ");
+                    sql.bind(Arg::OptText(l.clone_of.as_deref())).push(")");
+                }
+                sql.push(
+                    ") AS v WHERE agents.id = v.column1
+                       AND (agents.computer_id IS DISTINCT FROM v.column2
+                            OR agents.clone_of IS DISTINCT FROM v.column3)
+                     RETURNING agents.id",
+                );
+                let ids: std::collections::HashSet<i64> = bind_args!(
+                    sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.text.as_str())),
+                    sql.args
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(computer_fk_error)?
+                .into_iter()
+                .collect();
+                changed.extend(chunk.iter().filter(|l| ids.contains(&l.agent_id)));
+            }
+            for chunk in changed.chunks(rows_per_chunk(5)) {
+                let mut sql = Sql::new(
+                    "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence,
+                     decided_by, at) VALUES ",
+                );
+                sql.args.push(Arg::Int(now.0));
+                for (i, l) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    sql.bind(Arg::Int(l.agent_id)).push(", ");
+                    sql.bind(Arg::Int(l.computer_id)).push(", ");
+                    sql.bind(Arg::Text(&l.rule)).push(", ");
+                    sql.bind(Arg::Json(&l.evidence)).push(", ");
+                    sql.bind(Arg::Text(&l.decided_by)).push(", $1)");
+                }
+                bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(computer_fk_error)?;
+            }
+            tx.commit().await?;
+            Ok(changed.len() as u64)
+        })
+    }
+
+    /// The agents of a computer (retired ones last), each with its integration and the latest
+    /// evidence of its link to this computer.
+    pub async fn agents_of_computer(&self, computer_id: i64) -> StoreResult<Vec<ComputerAgent>> {
+        let sql = "SELECT a.id, a.integration_id, a.external_id, a.rmm_client_id,
+                rc.external_id AS rmm_client_external_id, a.computer_id, a.hostname, a.serial,
+                a.smbios_uuid, a.macs, a.os, a.device_class, a.last_contact_at, a.state,
+                a.missing_since, a.fingerprint, a.clone_of, a.first_seen_at, a.updated_at,
+                i.name AS integration_name, i.kind AS integration_kind,
+                e.rule, e.evidence, e.decided_by AS evidence_by, e.at AS evidence_at
+             FROM agents a
+             JOIN integrations i ON i.id = a.integration_id
+             LEFT JOIN rmm_clients rc ON rc.id = a.rmm_client_id
+             LEFT JOIN identification_evidence e ON e.id = (
+                 SELECT MAX(e2.id) FROM identification_evidence e2
+                 WHERE e2.agent_id = a.id AND e2.computer_id = a.computer_id)
+             WHERE a.computer_id = $1
+             ORDER BY CASE a.state WHEN 'active' THEN 0 WHEN 'missing' THEN 1 ELSE 2 END, i.name, a.id";
+        let rows = with_db!(self, |p| {
+            sqlx::query_as::<_, ComputerAgentRow>(sql)
+                .bind(computer_id)
+                .fetch_all(p)
+                .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                let evidence = match (r.rule, r.evidence, r.evidence_by, r.evidence_at) {
+                    (Some(rule), Some(ev), Some(by), Some(at)) => Some(Evidence {
+                        rule,
+                        evidence: ev.0,
+                        decided_by: by,
+                        at: Timestamp(at),
+                    }),
+                    _ => None,
+                };
+                Ok(ComputerAgent {
+                    integration_kind: parse_col("integrations.kind", &r.integration_kind)?,
+                    integration_name: r.integration_name,
+                    agent: r.agent.try_into()?,
+                    evidence,
+                })
+            })
+            .collect()
+    }
+
+    /// The full evidence history of one agent, newest first: every identification ever made.
+    pub async fn agent_evidence(&self, agent_id: i64) -> StoreResult<Vec<(i64, Evidence)>> {
+        let rows = with_db!(self, |p| {
+            sqlx::query_as::<_, (i64, String, Json<Value>, String, i64)>(
+                "SELECT computer_id, rule, evidence, decided_by, at FROM identification_evidence
+                 WHERE agent_id = $1 ORDER BY id DESC",
+            )
+            .bind(agent_id)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(c, rule, ev, by, at)| {
+                (
+                    c,
+                    Evidence {
+                        rule,
+                        evidence: ev.0,
+                        decided_by: by,
+                        at: Timestamp(at),
+                    },
+                )
+            })
+            .collect())
+    }
+}

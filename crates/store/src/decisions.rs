@@ -1,0 +1,285 @@
+//! ManualDecisions: identifications the hub will not guess (reinstall vs clone vs new machine).
+//! The store records and resolves them; performing a merge or creating a computer is the caller's.
+use crate::batch::{Arg, Sql, rows_per_chunk};
+use crate::{Db, StoreError, StoreResult, TenantScope, parse_col};
+use rmmbridge_core::Timestamp;
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDecision {
+    pub agent_id: i64,
+    pub candidate_computer_id: Option<i64>,
+    /// What is to be decided, e.g. `reinstall_or_new`, `hostname_only`, `clone`.
+    pub kind: String,
+    pub reason: String,
+    pub evidence: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Resolution {
+    /// The agent is the candidate computer.
+    Merge,
+    /// The agent is a computer of its own.
+    KeepSeparate,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Merge => "merge",
+            Resolution::KeepSeparate => "keep_separate",
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Resolution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "merge" => Ok(Resolution::Merge),
+            "keep_separate" => Ok(Resolution::KeepSeparate),
+            _ => Err(format!(
+                "unknown resolution {s:?}; expected merge or keep_separate"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub agent_id: i64,
+    pub agent_hostname: String,
+    pub integration_id: i64,
+    /// The agent's current computer, if identification linked it anywhere yet.
+    pub agent_computer_id: Option<i64>,
+    pub candidate_computer_id: Option<i64>,
+    pub candidate_computer_name: Option<String>,
+    /// The tenant the decision belongs to: the candidate's, else the agent's computer's, else
+    /// the applied tenant of the agent's RmmClient. Scoping uses it.
+    pub tenant_id: Option<i64>,
+    pub kind: String,
+    pub reason: String,
+    pub evidence: Value,
+    pub created_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub resolved_by: Option<String>,
+    pub resolution: Option<Resolution>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    agent_id: i64,
+    agent_hostname: String,
+    integration_id: i64,
+    agent_computer_id: Option<i64>,
+    candidate_computer_id: Option<i64>,
+    candidate_computer_name: Option<String>,
+    tenant_id: Option<i64>,
+    kind: String,
+    reason: String,
+    evidence: Json<Value>,
+    created_at: i64,
+    resolved_at: Option<i64>,
+    resolved_by: Option<String>,
+    resolution: Option<String>,
+}
+
+impl TryFrom<Row> for DecisionRow {
+    type Error = StoreError;
+    fn try_from(r: Row) -> StoreResult<Self> {
+        Ok(DecisionRow {
+            id: r.id,
+            agent_id: r.agent_id,
+            agent_hostname: r.agent_hostname,
+            integration_id: r.integration_id,
+            agent_computer_id: r.agent_computer_id,
+            candidate_computer_id: r.candidate_computer_id,
+            candidate_computer_name: r.candidate_computer_name,
+            tenant_id: r.tenant_id,
+            kind: r.kind,
+            reason: r.reason,
+            evidence: r.evidence.0,
+            created_at: Timestamp(r.created_at),
+            resolved_at: r.resolved_at.map(Timestamp),
+            resolved_by: r.resolved_by,
+            resolution: r
+                .resolution
+                .as_deref()
+                .map(|s| parse_col("manual_decisions.resolution", s))
+                .transpose()?,
+        })
+    }
+}
+
+const TENANT_EXPR: &str = "COALESCE(cc.tenant_id, ac.tenant_id, cl.applied_tenant_id)";
+
+fn select() -> String {
+    format!(
+        "SELECT d.id, d.agent_id, a.hostname AS agent_hostname, a.integration_id,
+            a.computer_id AS agent_computer_id, d.candidate_computer_id,
+            cc.name AS candidate_computer_name, {TENANT_EXPR} AS tenant_id, d.kind, d.reason,
+            d.evidence, d.created_at, d.resolved_at, d.resolved_by, d.resolution
+         FROM manual_decisions d
+         JOIN agents a ON a.id = d.agent_id
+         LEFT JOIN computers cc ON cc.id = d.candidate_computer_id
+         LEFT JOIN computers ac ON ac.id = a.computer_id
+         LEFT JOIN client_links cl ON cl.rmm_client_id = a.rmm_client_id"
+    )
+}
+
+impl Db {
+    /// Raises decisions; one already open for the same agent and kind is kept as it is (the
+    /// partial unique index `manual_decisions_one_open`). Returns how many were new.
+    pub async fn raise_decisions(
+        &self,
+        decisions: &[NewDecision],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        with_db!(self, |p| {
+            let mut tx = p.begin().await?;
+            let mut raised = 0;
+            for chunk in decisions.chunks(rows_per_chunk(5)) {
+                let mut sql = Sql::new(
+                    "INSERT INTO manual_decisions (agent_id, candidate_computer_id, kind, reason,
+                     evidence, created_at) VALUES ",
+                );
+                sql.args.push(Arg::Int(now.0));
+                for (i, d) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    sql.bind(Arg::Int(d.agent_id)).push(", ");
+                    sql.bind(Arg::OptInt(d.candidate_computer_id)).push(", ");
+                    sql.bind(Arg::Text(&d.kind)).push(", ");
+                    sql.bind(Arg::Text(&d.reason)).push(", ");
+                    sql.bind(Arg::Json(&d.evidence)).push(", $1)");
+                }
+                sql.push(" ON CONFLICT (agent_id, kind) WHERE resolved_at IS NULL DO NOTHING");
+                raised += bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match &e {
+                        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                            StoreError::NotFound {
+                                what: "agent or computer",
+                            }
+                        }
+                        _ => e.into(),
+                    })?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(raised)
+        })
+    }
+
+    /// Open decisions in scope, oldest first.
+    pub async fn open_decisions(
+        &self,
+        scope: &TenantScope,
+        limit: i64,
+    ) -> StoreResult<Vec<DecisionRow>> {
+        let mut sql = Sql::new(select());
+        sql.push(" WHERE d.resolved_at IS NULL");
+        sql.scope(TENANT_EXPR, scope);
+        sql.push(" ORDER BY d.id LIMIT ")
+            .bind(Arg::Int(limit.clamp(1, 1000)));
+        let rows = with_db!(self, |p| {
+            bind_args!(
+                sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),
+                sql.args
+            )
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter().map(DecisionRow::try_from).collect()
+    }
+
+    /// A decision, or `None` when it does not exist or is outside the scope.
+    pub async fn decision_by_id(
+        &self,
+        id: i64,
+        scope: &TenantScope,
+    ) -> StoreResult<Option<DecisionRow>> {
+        let mut sql = Sql::new(select());
+        sql.push(" WHERE d.id = ").bind(Arg::Int(id));
+        sql.scope(TENANT_EXPR, scope);
+        let row = with_db!(self, |p| {
+            bind_args!(
+                sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),
+                sql.args
+            )
+            .fetch_optional(p)
+            .await?
+        });
+        row.map(DecisionRow::try_from).transpose()
+    }
+
+    /// Marks an open decision resolved; only its state changes. A decision already resolved is a
+    /// conflict (someone else was faster).
+    pub async fn resolve_decision(
+        &self,
+        id: i64,
+        resolution: Resolution,
+        by: &str,
+        now: Timestamp,
+    ) -> StoreResult<DecisionRow> {
+        let n = with_db!(self, |p| {
+            sqlx::query(
+                "UPDATE manual_decisions SET resolved_at = $1, resolved_by = $2, resolution = $3
+                 WHERE id = $4 AND resolved_at IS NULL",
+            )
+            .bind(now.0)
+            .bind(by)
+            .bind(resolution.as_str())
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        let row = self.decision_by_id(id, &TenantScope::All).await?;
+        match (n, row) {
+            (_, None) => Err(StoreError::NotFound {
+                what: "manual decision",
+            }),
+            (0, Some(r)) => Err(StoreError::Conflict {
+                what: format!(
+                    "manual decision {id} was already resolved ({}) by {}",
+                    r.resolution.map(|r| r.as_str()).unwrap_or("?"),
+                    r.resolved_by.as_deref().unwrap_or("?")
+                ),
+            }),
+            (_, Some(r)) => Ok(r),
+        }
+    }
+
+    pub async fn count_open_decisions(&self, scope: &TenantScope) -> StoreResult<i64> {
+        let mut sql = Sql::new(
+            "SELECT COUNT(*) FROM manual_decisions d
+             JOIN agents a ON a.id = d.agent_id
+             LEFT JOIN computers cc ON cc.id = d.candidate_computer_id
+             LEFT JOIN computers ac ON ac.id = a.computer_id
+             LEFT JOIN client_links cl ON cl.rmm_client_id = a.rmm_client_id
+             WHERE d.resolved_at IS NULL",
+        );
+        sql.scope(TENANT_EXPR, scope);
+        Ok(with_db!(self, |p| {
+            bind_args!(
+                sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.text.as_str())),
+                sql.args
+            )
+            .fetch_one(p)
+            .await?
+        }))
+    }
+}
