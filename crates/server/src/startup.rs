@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::keys::{self, KeyError, KeySource};
 use crate::routes;
 use crate::services::integrations::connectors::Connectors;
+use crate::services::sync::SyncService;
 use crate::state::AppState;
 use crate::vault::SecretVault;
 use axum::Router;
@@ -56,14 +57,26 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StartError> {
 }
 
 /// The database, the vault and the connectors, for commands that work without the HTTP server.
-pub async fn open_services(
-    settings: &Settings,
-) -> Result<(Db, Arc<SecretVault>, Arc<Connectors>), StartError> {
+pub async fn open_services(settings: &Settings) -> Result<Services, StartError> {
     let db = open_database(settings).await?;
     let (key, _) = keys::load_master_key(settings, &db).await?;
     let vault = Arc::new(SecretVault::new(db.clone(), SecretCipher::new(&key)));
     let connectors = Arc::new(Connectors::new(db.clone(), vault.clone()));
-    Ok((db, vault, connectors))
+    let sync = Arc::new(SyncService::new(db.clone(), connectors.clone()));
+    Ok(Services {
+        db,
+        vault,
+        connectors,
+        sync,
+    })
+}
+
+/// What the CLI's offline commands work with.
+pub struct Services {
+    pub db: Db,
+    pub vault: Arc<SecretVault>,
+    pub connectors: Arc<Connectors>,
+    pub sync: Arc<SyncService>,
 }
 
 /// The process-wide Prometheus recorder: the `metrics` facade is global by design, so it is installed once.
@@ -112,10 +125,12 @@ impl Application {
         }
         let vault = Arc::new(vault);
         let connectors = Arc::new(Connectors::new(db.clone(), vault.clone()));
+        let sync = Arc::new(SyncService::new(db.clone(), connectors.clone()));
         let state = AppState {
             db,
             vault,
             connectors,
+            sync,
             settings: Arc::new(settings),
             throttle: Arc::new(LoginThrottle::default()),
             metrics: metrics_handle(),

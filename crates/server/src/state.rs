@@ -3,6 +3,7 @@
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::services::integrations::connectors::Connectors;
+use crate::services::sync::SyncService;
 use crate::vault::SecretVault;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rmmbridge_core::Timestamp;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// One connector per integration, so tokens survive between requests.
     pub connectors: Arc<Connectors>,
+    /// Device syncs, one running per integration at most.
+    pub sync: Arc<SyncService>,
 }
 
 /// Wall-clock now as Unix milliseconds.

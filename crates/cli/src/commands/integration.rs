@@ -49,7 +49,12 @@ fn json_arg(what: &str, text: &str) -> anyhow::Result<Value> {
 }
 
 pub async fn run(settings: Settings, cmd: IntegrationCommand) -> anyhow::Result<()> {
-    let (db, vault, connectors) = open_services(&settings).await?;
+    let rmmbridge_server::startup::Services {
+        db,
+        vault,
+        connectors,
+        ..
+    } = open_services(&settings).await?;
     let actor = Actor::cli();
     match cmd {
         IntegrationCommand::Add {

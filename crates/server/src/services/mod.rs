@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod integrations;
+pub mod sync;
 pub mod tokens;
 pub mod users;
