@@ -4,6 +4,7 @@
 pub mod domain;
 pub mod identify;
 pub mod names;
+pub mod plan;
 pub mod rmm;
 pub mod secret;
 pub mod totp;

@@ -160,6 +160,11 @@ pub fn table() -> RouteTable {
             "/api/v1/integrations/{id}/totp",
             api::integrations::current_totp,
         )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/sync",
+            api::sync::sync_now,
+        )
         // UI
         .private(M::GET, "/", ui::dashboard::dashboard)
         .private(M::POST, "/logout", ui::login::logout)

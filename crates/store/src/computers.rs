@@ -304,6 +304,24 @@ impl Db {
         })
     }
 
+    /// Deletes computers that no agent was ever linked to: what a sync killed between creating
+    /// computers and linking them leaves behind. A computer merged away keeps its evidence rows
+    /// and is not touched. Returns the number deleted.
+    pub async fn delete_orphan_computers(&self) -> StoreResult<u64> {
+        Ok(with_db!(self, |p| {
+            sqlx::query(
+                "DELETE FROM computers WHERE
+                     NOT EXISTS (SELECT 1 FROM agents a WHERE a.computer_id = computers.id)
+                 AND NOT EXISTS (SELECT 1 FROM identification_evidence e WHERE e.computer_id = computers.id)
+                 AND NOT EXISTS (SELECT 1 FROM manual_decisions d WHERE d.candidate_computer_id = computers.id)
+                 AND NOT EXISTS (SELECT 1 FROM script_runs r WHERE r.computer_id = computers.id)",
+            )
+            .execute(p)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// Retires every unretired computer that has no agent left that is not retired.
     pub async fn retire_computers_without_live_agents(&self, now: Timestamp) -> StoreResult<u64> {
         Ok(with_db!(self, |p| {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod health;
 pub mod integrations;
 pub mod me;
+pub mod sync;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
@@ -29,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         integrations::list_integrations, integrations::create_integration, integrations::get_integration,
         integrations::update_integration, integrations::delete_integration, integrations::verify_integration,
         integrations::verify_unsaved, integrations::start_consent, integrations::current_totp,
+        sync::sync_now,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),

@@ -7,4 +7,5 @@ mod integrations;
 mod keys;
 mod login;
 mod secrets;
+mod sync;
 mod users_tokens;
