@@ -77,6 +77,8 @@ enum Command {
     /// Manage integrations (connections to N-central and NinjaOne).
     #[command(subcommand)]
     Integration(commands::integration::IntegrationCommand),
+    /// Run a device sync of one integration now, with progress and a summary.
+    Sync(commands::sync::SyncArgs),
     /// Benchmarks against in-process simulators; each prints one JSON line.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -142,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => commands::user::run(g.settings(None)?, cmd).await,
         Command::Token(cmd) => commands::token::run(g.settings(None)?, cmd).await,
         Command::Integration(cmd) => commands::integration::run(g.settings(None)?, cmd).await,
+        Command::Sync(a) => commands::sync::run(g.settings(None)?, a).await,
         Command::Bench(cmd) => commands::bench::run(cmd).await,
         Command::Totp(args) => commands::totp::run(args),
         Command::Sim(cmd) => commands::sim::run(cmd).await,

@@ -59,6 +59,11 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StartError> {
 /// The database, the vault and the connectors, for commands that work without the HTTP server.
 pub async fn open_services(settings: &Settings) -> Result<Services, StartError> {
     let db = open_database(settings).await?;
+    services_with_db(settings, db).await
+}
+
+/// [`open_services`] on an already opened and migrated database (the benchmark's fresh one).
+pub async fn services_with_db(settings: &Settings, db: Db) -> Result<Services, StartError> {
     let (key, _) = keys::load_master_key(settings, &db).await?;
     let vault = Arc::new(SecretVault::new(db.clone(), SecretCipher::new(&key)));
     let connectors = Arc::new(Connectors::new(db.clone(), vault.clone()));

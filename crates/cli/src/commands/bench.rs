@@ -2,13 +2,25 @@
 //! by machines. Every figure that is a ratio is measured against a baseline taken in the same run.
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
+use rmmbridge_core::IntegrationKind;
+use rmmbridge_core::plan::RunCounts;
+use rmmbridge_core::rmm::RmmClientKind;
+use rmmbridge_core::secret::MasterKey;
 use rmmbridge_core::secret::SecretString;
 use rmmbridge_rmm::Connector;
 use rmmbridge_rmm::ncentral::{NcentralConnector, NcentralCredentials, NcentralSettings};
 use rmmbridge_rmm::ninjaone::{NinjaConnector, NinjaGrant, NinjaSettings, NoStore};
+use rmmbridge_server::config::{Overrides, Settings};
+use rmmbridge_server::services::audit::Actor;
+use rmmbridge_server::services::integrations::{self, IntegrationInput};
+use rmmbridge_server::startup::{Services, services_with_db};
+use rmmbridge_server::state::now;
 use rmmbridge_sim::fleet::FleetConfig;
+use rmmbridge_sim::fleet::{Change, Fleet, FleetError, Overrides as DeviceChange};
 use rmmbridge_sim::ncentral::{NcentralConfig, NcentralSim};
 use rmmbridge_sim::ninjaone::{NinjaConfig, NinjaSim};
+use rmmbridge_store::testing::TestDb;
+use rmmbridge_store::{ClientLinkChange, ClientLinkState, ComputerQuery, Provenance, TenantScope};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +29,41 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// The floor: fetch and parse every client and device page through the connector, store nothing.
     Fetch(FetchArgs),
+    /// Sync into a fresh database: a first full sync, a no-change resync and a resync with 1% of
+    /// devices changed, each against the fetch-only floor measured in the same run.
+    Sync(SyncArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RmmChoice {
+    Ncentral,
+    Ninjaone,
+    /// Both, with overlapping fleets (the same seed): shared machines are merged.
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Database {
+    Sqlite,
+    /// A fresh database on `RMMBRIDGE_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432/postgres), dropped afterwards.
+    Postgres,
+}
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// Devices per simulated RMM.
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: u32,
+    #[arg(long, value_enum, default_value = "ninjaone")]
+    pub rmm: RmmChoice,
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub database: Database,
+    #[arg(long)]
+    pub customers: Option<u32>,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -117,6 +164,56 @@ impl SimulatedRmm {
     }
 }
 
+impl SimulatedRmm {
+    /// The integration that points the hub at this simulator.
+    fn integration(&self, concurrency: usize) -> IntegrationInput {
+        let info = self.connection_info();
+        let obj = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let options = json!({"sync_interval_minutes": 0});
+        match self {
+            SimulatedRmm::Ncentral(s) => IntegrationInput {
+                kind: IntegrationKind::Ncentral,
+                name: "bench N-central".into(),
+                settings: json!({"server_url": s.url(), "max_in_flight": concurrency}),
+                secrets: obj(json!({"jwt": info["jwt"]})),
+                options,
+            },
+            SimulatedRmm::Ninjaone(s) => IntegrationInput {
+                kind: IntegrationKind::Ninjaone,
+                name: "bench NinjaOne".into(),
+                settings: json!({"instance": s.url(), "client_id": info["client_id"],
+                    "grant": "client_credentials", "max_in_flight": concurrency}),
+                secrets: obj(json!({"client_secret": info["client_secret"]})),
+                options,
+            },
+        }
+    }
+
+    /// Renames every hundredth device, as technicians renaming machines would; returns how many.
+    fn change_one_percent(&self) -> anyhow::Result<u64> {
+        fn rename(fleet: &mut Fleet, now: i64) -> Result<Vec<Change>, FleetError> {
+            let ids: Vec<i64> = fleet.rows().iter().step_by(100).map(|r| r.id).collect();
+            ids.iter()
+                .map(|id| {
+                    fleet.change_device(
+                        *id,
+                        DeviceChange {
+                            hostname: Some(format!("RENAMED-{id}")),
+                            ..Default::default()
+                        },
+                        now,
+                    )
+                })
+                .collect()
+        }
+        let n = match self {
+            SimulatedRmm::Ncentral(s) => s.change(|f, now| rename(f, now))?.len(),
+            SimulatedRmm::Ninjaone(s) => s.change(|f, now| rename(f, now).map(|c| (c.len(), c)))?,
+        };
+        Ok(n as u64)
+    }
+}
+
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB; the simulator included.
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -163,8 +260,152 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// One sync of every integration; returns the summed counts.
+async fn sync_all(services: &Services, ids: &[i64]) -> anyhow::Result<(f64, RunCounts)> {
+    let started = Instant::now();
+    let mut total = RunCounts::default();
+    for id in ids {
+        let out = services.sync.run(*id, "bench", &|_| {}).await?;
+        let c = out.counts;
+        total.fetched += c.fetched;
+        total.new += c.new;
+        total.changed += c.changed;
+        total.new_computers += c.new_computers;
+        total.identified_smbios_uuid += c.identified_smbios_uuid;
+        total.identified_serial += c.identified_serial;
+        total.identified_mac += c.identified_mac;
+        total.manual_decisions += c.manual_decisions;
+        total.rows_written += c.rows_written;
+    }
+    Ok((started.elapsed().as_secs_f64(), total))
+}
+
+/// Median wall time of a computer search, in milliseconds.
+async fn search_ms(db: &rmmbridge_store::Db, q: &str) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..15 {
+        let started = Instant::now();
+        db.search_computers(&ComputerQuery {
+            q: Some(q.into()),
+            ..Default::default()
+        })
+        .await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(round3(times[times.len() / 2]))
+}
+
+async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
+    let rmms: &[Rmm] = match a.rmm {
+        RmmChoice::Ncentral => &[Rmm::Ncentral],
+        RmmChoice::Ninjaone => &[Rmm::Ninjaone],
+        RmmChoice::Both => &[Rmm::Ncentral, Rmm::Ninjaone],
+    };
+    let mut sims = Vec::new();
+    for r in rmms {
+        sims.push(SimulatedRmm::start(*r, fleet(a.devices, a.customers, a.seed)).await?);
+    }
+    // The floor, in the same run: fetch and parse everything, store nothing.
+    let mut floor_s = 0.0;
+    for sim in &sims {
+        floor_s += fetch_floor(sim.connector(a.concurrency)?.as_ref())
+            .await?
+            .wall_s;
+    }
+
+    let test_db = match a.database {
+        Database::Sqlite => TestDb::sqlite().await,
+        Database::Postgres => TestDb::postgres().await.ok_or_else(|| {
+            anyhow::anyhow!("PostgreSQL is unreachable; set RMMBRIDGE_TEST_PG_URL")
+        })?,
+    };
+    let dir = tempfile::tempdir()?;
+    let settings = Settings::resolve(Overrides {
+        data_dir: Some(dir.path().to_owned()),
+        master_key: Some(SecretString::new(MasterKey::generate()?.to_base64())),
+        ..Default::default()
+    })?;
+    let services = services_with_db(&settings, test_db.db.clone()).await?;
+    let db = &services.db;
+    let mut ids = Vec::new();
+    for sim in &sims {
+        let i = integrations::create(
+            db,
+            &services.vault,
+            &Actor::cli(),
+            &sim.integration(a.concurrency),
+        )
+        .await?;
+        // Map every company onto a tenant of its name, as "Create unmatched" and Finish would.
+        let connector = services.connectors.get(&i).await?;
+        let t = now();
+        db.refresh_rmm_clients(i.id, &connector.list_clients().await?, t)
+            .await?;
+        let changes: Vec<(i64, ClientLinkChange)> = db
+            .list_client_links(i.id)
+            .await?
+            .into_iter()
+            .filter(|l| l.kind == RmmClientKind::Company)
+            .map(|l| {
+                (
+                    l.id,
+                    ClientLinkChange {
+                        state: ClientLinkState::Create,
+                        tenant_id: None,
+                        provenance: Provenance::Manual,
+                        decided_by: Some("bench".into()),
+                        reason: None,
+                    },
+                )
+            })
+            .collect();
+        db.set_client_links(&changes, t).await?;
+        db.apply_client_links(i.id, "bench", t).await?;
+        ids.push(i.id);
+    }
+
+    let (full_sync_s, full) = sync_all(&services, &ids).await?;
+    let (nochange_s, nochange) = sync_all(&services, &ids).await?;
+    let mut changed = 0;
+    for sim in &sims {
+        changed += sim.change_one_percent()?;
+    }
+    let (onepct_s, onepct) = sync_all(&services, &ids).await?;
+    let computers = db.count_computers(&TenantScope::All).await?;
+    let search_substring_ms = search_ms(db, "ws-1").await?;
+    let search_serial_ms = search_ms(db, "renamed-1").await?;
+    Ok(json!({
+        "bench": "sync",
+        "rmm": format!("{:?}", a.rmm).to_lowercase(),
+        "database": format!("{:?}", a.database).to_lowercase(),
+        "devices": full.fetched,
+        "floor_s": round3(floor_s),
+        "full_sync_s": round3(full_sync_s),
+        "ratio": round3(full_sync_s / floor_s.max(1e-9)),
+        "full_rows_written": full.rows_written,
+        "nochange_s": round3(nochange_s),
+        "nochange_ratio": round3(nochange_s / floor_s.max(1e-9)),
+        "nochange_rows_written": nochange.rows_written,
+        "onepct_devices_changed": changed,
+        "onepct_s": round3(onepct_s),
+        "onepct_rows_written": onepct.rows_written,
+        "computers": computers,
+        "identified": {
+            "smbios_uuid": full.identified_smbios_uuid,
+            "serial": full.identified_serial,
+            "mac": full.identified_mac,
+            "manual_decisions": full.manual_decisions,
+        },
+        "search_ms": {"substring": search_substring_ms, "no_match": search_serial_ms},
+        "peak_rss_mb": peak_rss_mb(),
+        "note": "peak_rss_mb is the whole process, the in-process simulators included",
+    }))
+}
+
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Sync(a) => println!("{}", bench_sync(a).await?),
         BenchCommand::Fetch(a) => {
             let sim = SimulatedRmm::start(a.rmm, fleet(a.devices, a.customers, a.seed)).await?;
             let c = sim.connector(a.concurrency)?;

@@ -3,6 +3,7 @@ pub mod demo;
 pub mod integration;
 pub mod serve;
 pub mod sim;
+pub mod sync;
 pub mod token;
 pub mod totp;
 pub mod user;
