@@ -207,7 +207,7 @@ impl SimulatedRmm {
                 .collect()
         }
         let n = match self {
-            SimulatedRmm::Ncentral(s) => s.change(|f, now| rename(f, now))?.len(),
+            SimulatedRmm::Ncentral(s) => s.change(rename)?.len(),
             SimulatedRmm::Ninjaone(s) => s.change(|f, now| rename(f, now).map(|c| (c.len(), c)))?,
         };
         Ok(n as u64)
