@@ -75,6 +75,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!("Press Ctrl-C to stop.");
+    app.state.sync.spawn_scheduler();
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }

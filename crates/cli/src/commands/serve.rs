@@ -27,6 +27,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         database = %state.db.backend(),
         "rmmbridge is running"
     );
+    app.state.sync.spawn_scheduler();
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }

@@ -496,3 +496,35 @@ both!(
         }
     }
 );
+
+both!(
+    the_schedule_starts_due_syncs_of_mapped_integrations_only,
+    |app: TestApp| async move {
+        let w = world(app, json!({"sync_interval_minutes": 30})).await;
+        w.map_all(w.nj_id).await;
+        let sync = w.app.state.sync.clone();
+        // N-central has no mapped client; NinjaOne was synced just now.
+        assert_eq!(sync.start_due().await.unwrap(), Vec::<i64>::new());
+        // A last run that started 31 minutes ago makes NinjaOne due.
+        let db = &w.app.state.db;
+        let long_ago = rmmbridge_server::state::now().plus_secs(-31 * 60);
+        let old = db
+            .start_sync_run(w.nj_id, "devices", "test", long_ago)
+            .await
+            .unwrap();
+        db.finish_sync_run(
+            old.id,
+            rmmbridge_store::SyncRunState::Succeeded,
+            &json!({}),
+            None,
+            long_ago,
+        )
+        .await
+        .unwrap();
+        assert_eq!(sync.start_due().await.unwrap(), vec![w.nj_id]);
+        let run = db.last_sync_run(w.nj_id).await.unwrap().unwrap();
+        assert_eq!(run.triggered_by, "schedule");
+        // While it runs (or right after), nothing else is due.
+        assert_eq!(sync.start_due().await.unwrap(), Vec::<i64>::new());
+    }
+);
