@@ -414,6 +414,7 @@ impl Db {
                     "INSERT INTO rmm_clients (integration_id, external_id, parent_external_id, kind, name,
                      first_seen_at, last_seen_at) VALUES ",
                 );
+                // $1 and $2, used by every row; `bind` would also append their placeholders.
                 sql.args.push(Arg::Int(integration_id));
                 sql.args.push(Arg::Int(now.0));
                 for (i, c) in chunk.iter().enumerate() {
