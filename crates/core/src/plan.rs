@@ -246,6 +246,9 @@ pub struct RunCounts {
     pub computers_retired: u64,
     /// Every database row the run wrote (agents, computers, evidence, decisions, plan items).
     pub rows_written: u64,
+    /// Wall time of each stage, in milliseconds.
+    #[serde(default)]
+    pub stage_ms: std::collections::BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

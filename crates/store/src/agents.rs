@@ -261,6 +261,24 @@ fn dedupe_last<'a, T, K: std::hash::Hash + Eq + 'a>(
 }
 
 impl Db {
+    /// Agents of one integration that wait for a ManualDecision: the sync engine leaves them
+    /// alone until an admin decides, instead of asking the same question every run.
+    pub async fn agents_with_open_decisions(
+        &self,
+        integration_id: i64,
+    ) -> StoreResult<std::collections::HashSet<i64>> {
+        let ids = with_db!(self, |p| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT DISTINCT d.agent_id FROM manual_decisions d JOIN agents a ON a.id = d.agent_id
+                 WHERE d.resolved_at IS NULL AND a.integration_id = $1",
+            )
+            .bind(integration_id)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(ids.into_iter().collect())
+    }
+
     /// Every agent of one integration, for the sync engine's plan.
     pub async fn agent_snapshot(&self, integration_id: i64) -> StoreResult<Vec<AgentSnapshot>> {
         let sql = format!("{AGENT_SELECT} WHERE a.integration_id = $1 ORDER BY a.id");

@@ -1856,6 +1856,21 @@ both!(decisions_raise_once_and_resolve_once, |db: Db| async move {
     let open = db.open_decisions(&TenantScope::All, 100).await.unwrap();
     assert_eq!(open.len(), 6);
     assert!(open.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    let waiting = db.agents_with_open_decisions(i).await.unwrap();
+    assert_eq!(
+        waiting,
+        ags.iter()
+            .copied()
+            .collect::<std::collections::HashSet<_>>(),
+        "every agent with an open decision, once"
+    );
+    let other = integration(&db, "NinjaOne").await;
+    assert!(
+        db.agents_with_open_decisions(other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let d1 = &open[0];
     assert_eq!(
         (
@@ -1971,6 +1986,17 @@ both!(decisions_raise_once_and_resolve_once, |db: Db| async move {
     ));
     assert_eq!(db.count_open_decisions(&only_a).await.unwrap(), 1);
     assert_eq!(db.count_open_decisions(&TenantScope::All).await.unwrap(), 5);
+    let still_waiting: std::collections::HashSet<i64> = db
+        .open_decisions(&TenantScope::All, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.agent_id)
+        .collect();
+    assert_eq!(
+        db.agents_with_open_decisions(i).await.unwrap(),
+        still_waiting
+    );
     assert!(
         db.open_decisions(&TenantScope::All, 100)
             .await

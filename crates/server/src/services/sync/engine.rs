@@ -42,6 +42,9 @@ const WRITE_BATCH: usize = 2_000;
 /// Pages fetched ahead of the writer.
 const PAGES_AHEAD: usize = 4;
 
+/// Progress is stored at most this often while pages stream in (and at every stage change).
+const PROGRESS_EVERY_MS: i64 = 500;
+
 /// Where a run stands, after every page and stage.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SyncProgress {
@@ -150,8 +153,12 @@ pub async fn execute(
         progress,
         counts: RunCounts::default(),
         touched: HashSet::new(),
+        stage_started: std::time::Instant::now(),
+        current_stage: String::new(),
+        last_progress: 0,
     };
     let result = eng.stages(connectors).await;
+    eng.close_stage();
     let (state, error) = match &result {
         Ok(()) => (SyncRunState::Succeeded, None),
         Err(e) => (SyncRunState::Failed, Some(failure_message(e))),
@@ -187,10 +194,27 @@ struct Engine<'a> {
     counts: RunCounts,
     /// Agents written this run: their computers take on the new facts.
     touched: HashSet<i64>,
+    stage_started: std::time::Instant,
+    current_stage: String,
+    last_progress: i64,
 }
 
 impl Engine<'_> {
+    /// Records the wall time of the stage that is ending.
+    fn close_stage(&mut self) {
+        if !self.current_stage.is_empty() {
+            let ms = self.stage_started.elapsed().as_millis() as u64;
+            self.counts
+                .stage_ms
+                .insert(std::mem::take(&mut self.current_stage), ms);
+        }
+    }
+
     async fn stage(&mut self, stage: &str) -> Result<(), SyncError> {
+        self.close_stage();
+        self.current_stage = stage.to_owned();
+        self.stage_started = std::time::Instant::now();
+        self.last_progress = now().0;
         let counts = serde_json::to_value(&self.counts).unwrap_or_default();
         self.db
             .update_sync_run(self.run.id, stage, &counts, now())
@@ -297,14 +321,19 @@ impl Engine<'_> {
             if writes.len() >= WRITE_BATCH {
                 self.write(&mut writes, known).await?;
             }
-            let counts = serde_json::to_value(&self.counts).unwrap_or_default();
-            self.db
-                .update_sync_run(self.run.id, "devices", &counts, now())
-                .await?;
             (self.progress)(&SyncProgress {
                 stage: "devices".into(),
                 counts: self.counts.clone(),
             });
+            // The heartbeat and the counts readers poll; not on every page at 100,000 devices.
+            let t = now();
+            if t.0 - self.last_progress >= PROGRESS_EVERY_MS {
+                self.last_progress = t.0;
+                let counts = serde_json::to_value(&self.counts).unwrap_or_default();
+                self.db
+                    .update_sync_run(self.run.id, "devices", &counts, t)
+                    .await?;
+            }
         }
         drop(rx);
         let _ = fetcher.await;
@@ -474,8 +503,20 @@ impl Engine<'_> {
     ) -> Result<(), SyncError> {
         let integration_id = self.run.integration_id;
         let t = now();
-        // Leftovers of a run killed between creating computers and linking them.
-        self.db.delete_orphan_computers().await?;
+        // After a run of this integration that did not finish, converge what it may have left:
+        // computers created but never linked, and computers whose agents it retired.
+        let previous_clean = self
+            .db
+            .list_sync_runs(Some(integration_id), 2)
+            .await?
+            .into_iter()
+            .find(|r| r.id != self.run.id)
+            .is_some_and(|r| r.state == SyncRunState::Succeeded);
+        if !previous_clean {
+            self.db.delete_orphan_computers().await?;
+        }
+        // Agents that wait for an admin's ManualDecision are not asked about again.
+        let waiting = self.db.agents_with_open_decisions(integration_id).await?;
         let rows = self.db.identity_rows(true).await?;
         // Which integrations hold live agents of each computer, and its tenant.
         let mut computer_tenant: HashMap<i64, i64> = HashMap::new();
@@ -516,7 +557,7 @@ impl Engine<'_> {
         let mut decisions: Vec<NewDecision> = Vec::new();
         let mut updates: Vec<ComputerUpdate> = Vec::new();
         for k in agents {
-            if k.lifecycle != Lifecycle::Active {
+            if k.lifecycle != Lifecycle::Active || waiting.contains(&k.id) {
                 continue;
             }
             let tenant = k
@@ -658,10 +699,22 @@ impl Engine<'_> {
             self.counts.computers_updated += n;
             self.counts.rows_written += n;
         }
-        let retired = self.db.retire_computers_without_live_agents(t).await?;
-        let revived = self.db.revive_computers_with_live_agents(t).await?;
-        self.counts.computers_retired += retired;
-        self.counts.rows_written += retired + revived;
+        let c = &self.counts;
+        let agents_changed = c.missing
+            + c.retired
+            + c.returned
+            + c.new_computers
+            + c.computers_moved
+            + c.identified_smbios_uuid
+            + c.identified_serial
+            + c.identified_mac
+            > 0;
+        if agents_changed || !previous_clean {
+            let retired = self.db.retire_computers_without_live_agents(t).await?;
+            let revived = self.db.revive_computers_with_live_agents(t).await?;
+            self.counts.computers_retired += retired;
+            self.counts.rows_written += retired + revived;
+        }
         Ok(())
     }
 
