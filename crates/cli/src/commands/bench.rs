@@ -276,6 +276,9 @@ async fn sync_all(services: &Services, ids: &[i64]) -> anyhow::Result<(f64, RunC
         total.identified_mac += c.identified_mac;
         total.manual_decisions += c.manual_decisions;
         total.rows_written += c.rows_written;
+        for (stage, ms) in c.stage_ms {
+            *total.stage_ms.entry(stage).or_default() += ms;
+        }
     }
     Ok((started.elapsed().as_secs_f64(), total))
 }
@@ -384,12 +387,15 @@ async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
         "full_sync_s": round3(full_sync_s),
         "ratio": round3(full_sync_s / floor_s.max(1e-9)),
         "full_rows_written": full.rows_written,
+        "full_stage_ms": full.stage_ms,
         "nochange_s": round3(nochange_s),
         "nochange_ratio": round3(nochange_s / floor_s.max(1e-9)),
         "nochange_rows_written": nochange.rows_written,
+        "nochange_stage_ms": nochange.stage_ms,
         "onepct_devices_changed": changed,
         "onepct_s": round3(onepct_s),
         "onepct_rows_written": onepct.rows_written,
+        "onepct_stage_ms": onepct.stage_ms,
         "computers": computers,
         "identified": {
             "smbios_uuid": full.identified_smbios_uuid,

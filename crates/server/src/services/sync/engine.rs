@@ -210,6 +210,13 @@ impl Engine<'_> {
         }
     }
 
+    /// Wall time of one step inside a stage, for `bench sync`.
+    fn lap(&mut self, step: &str, clock: &mut std::time::Instant) {
+        let ms = clock.elapsed().as_millis() as u64;
+        *self.counts.stage_ms.entry(step.to_owned()).or_default() += ms;
+        *clock = std::time::Instant::now();
+    }
+
     async fn stage(&mut self, stage: &str) -> Result<(), SyncError> {
         self.close_stage();
         self.current_stage = stage.to_owned();
@@ -517,6 +524,7 @@ impl Engine<'_> {
         }
         // Agents that wait for an admin's ManualDecision are not asked about again.
         let waiting = self.db.agents_with_open_decisions(integration_id).await?;
+        let mut clock = std::time::Instant::now();
         let rows = self.db.identity_rows(true).await?;
         // Which integrations hold live agents of each computer, and its tenant.
         let mut computer_tenant: HashMap<i64, i64> = HashMap::new();
@@ -548,6 +556,7 @@ impl Engine<'_> {
             });
         }
 
+        self.lap("identify.load", &mut clock);
         // Deterministic order: the same input decides the same way on every run.
         let mut agents: Vec<&Known> = known.values().collect();
         agents.sort_by_key(|k| k.id);
@@ -670,6 +679,7 @@ impl Engine<'_> {
             }
         }
 
+        self.lap("identify.decide", &mut clock);
         // Computers and their links in batches; a crash in between leaves orphans that the next
         // run deletes before identifying again.
         for chunk in new_computers.chunks(WRITE_BATCH) {
@@ -699,6 +709,7 @@ impl Engine<'_> {
             self.counts.computers_updated += n;
             self.counts.rows_written += n;
         }
+        self.lap("identify.write", &mut clock);
         let c = &self.counts;
         let agents_changed = c.missing
             + c.retired
@@ -715,6 +726,7 @@ impl Engine<'_> {
             self.counts.computers_retired += retired;
             self.counts.rows_written += retired + revived;
         }
+        self.lap("identify.tidy", &mut clock);
         Ok(())
     }
 
