@@ -60,7 +60,7 @@ pub fn link_sentence(
                 "smbios_uuid" | "serial" | "mac" | "hostname" | "new" | "same_agent"
             );
             let mut s = if known_rule {
-                parsed.explain_with(|i| name(i))
+                parsed.explain_with(name)
             } else {
                 // A rule this version does not know: show what was stored.
                 evidence
