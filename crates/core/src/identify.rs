@@ -17,7 +17,7 @@
 //!   every MSP's inventory (`Default string`, `Not Specified`, `Chassis Serial Number`, `INVALID`, ...).
 
 use crate::rmm::RmmDevice;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 // ---------------------------------------------------------------------------------------------
@@ -862,7 +862,7 @@ pub struct Incoming {
 }
 
 /// The rule that decided, stored with every link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     SameAgent,
@@ -926,8 +926,10 @@ impl ManualKind {
     }
 }
 
-/// The values compared, so every decision can be shown as "why".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The values compared, so every decision can be shown as "why". Reads back what was stored:
+/// fields a record lacks take their defaults, fields it has beyond these are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Evidence {
     pub rule: Option<Rule>,
     /// The identifier that matched (UUID, serial, MAC or hostname).

@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but not possible for this object (e.g. merging into a computer that is not a candidate).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error(
         "the form is missing its CSRF token or the token does not match your session; reload the page and try again"
     )]
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Forbidden { .. } | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Csrf => "csrf_failed",
             ApiError::Throttled { .. } => "throttled",
             ApiError::Internal(_) => "internal",

@@ -165,6 +165,37 @@ pub fn table() -> RouteTable {
             "/api/v1/integrations/{id}/sync",
             api::sync::sync_now,
         )
+        // Read API and ManualDecisions
+        .private(M::GET, "/api/v1/computers", api::computers::list_computers)
+        .private(
+            M::GET,
+            "/api/v1/computers/{id}",
+            api::computers::get_computer,
+        )
+        .private(M::GET, "/api/v1/agents/{id}", api::computers::get_agent)
+        .private(M::GET, "/api/v1/decisions", api::decisions::list_decisions)
+        .private(
+            M::GET,
+            "/api/v1/decisions/{id}",
+            api::decisions::get_decision,
+        )
+        .private(
+            M::POST,
+            "/api/v1/decisions/{id}/resolve",
+            api::decisions::resolve_decision,
+        )
+        .private(M::GET, "/api/v1/sync-runs", api::sync_runs::list_sync_runs)
+        .private(
+            M::GET,
+            "/api/v1/sync-runs/{id}",
+            api::sync_runs::get_sync_run,
+        )
+        .private(
+            M::GET,
+            "/api/v1/sync-runs/{id}/plan",
+            api::sync_runs::sync_run_plan,
+        )
+        .private(M::GET, "/api/v1/dashboard", api::dashboard::dashboard)
         // UI
         .private(M::GET, "/", ui::dashboard::dashboard)
         .private(M::POST, "/logout", ui::login::logout)

@@ -64,6 +64,8 @@ pub struct ComputerQuery {
     /// Name or serial, prefix or substring, case-insensitive. Blank means every computer.
     pub q: Option<String>,
     pub include_retired: bool,
+    /// Only retired computers (wins over `include_retired`).
+    pub retired_only: bool,
     /// Clamped to 1..=500.
     pub limit: i64,
     /// Rows to skip (after the cursor, when there is one).
@@ -78,6 +80,7 @@ impl Default for ComputerQuery {
             tenant_id: None,
             q: None,
             include_retired: false,
+            retired_only: false,
             limit: 50,
             offset: 0,
             after: None,
@@ -150,7 +153,9 @@ struct SearchSql<'a> {
 /// The filter shared by a page and its count; the cursor only narrows the page.
 fn filter<'a>(sql: &mut Sql<'a>, q: &'a ComputerQuery, pattern: Option<&'a str>) {
     sql.push(" WHERE 1 = 1");
-    if !q.include_retired {
+    if q.retired_only {
+        sql.push(" AND c.retired_at IS NOT NULL");
+    } else if !q.include_retired {
         sql.push(" AND c.retired_at IS NULL");
     }
     sql.scope("c.tenant_id", &q.scope);

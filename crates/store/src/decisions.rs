@@ -55,6 +55,14 @@ impl FromStr for Resolution {
     }
 }
 
+/// Which decisions [`Db::list_decisions`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecisionFilter {
+    Open,
+    Resolved,
+    All,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecisionRow {
     pub id: i64,
@@ -194,6 +202,37 @@ impl Db {
         sql.scope(TENANT_EXPR, scope);
         sql.push(" ORDER BY d.id LIMIT ")
             .bind(Arg::Int(limit.clamp(1, 1000)));
+        let rows = with_db!(self, |p| {
+            bind_args!(
+                sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),
+                sql.args
+            )
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter().map(DecisionRow::try_from).collect()
+    }
+
+    /// Decisions in scope: open ones or all (oldest first), or resolved ones (newest resolution
+    /// first).
+    pub async fn list_decisions(
+        &self,
+        scope: &TenantScope,
+        filter: DecisionFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<DecisionRow>> {
+        let mut sql = Sql::new(select());
+        match filter {
+            DecisionFilter::Open => sql.push(" WHERE d.resolved_at IS NULL"),
+            DecisionFilter::Resolved => sql.push(" WHERE d.resolved_at IS NOT NULL"),
+            DecisionFilter::All => sql.push(" WHERE 1 = 1"),
+        };
+        sql.scope(TENANT_EXPR, scope);
+        match filter {
+            DecisionFilter::Resolved => sql.push(" ORDER BY d.resolved_at DESC, d.id DESC LIMIT "),
+            _ => sql.push(" ORDER BY d.id LIMIT "),
+        };
+        sql.bind(Arg::Int(limit.clamp(1, 1000)));
         let rows = with_db!(self, |p| {
             bind_args!(
                 sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),

@@ -8,6 +8,12 @@ pub mod sync;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+// Read API and ManualDecisions (issue 5 items 5-6).
+pub mod computers;
+pub mod dashboard;
+pub mod decisions;
+pub mod extract;
+pub mod sync_runs;
 
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -31,6 +37,11 @@ use utoipa::{Modify, OpenApi};
         integrations::update_integration, integrations::delete_integration, integrations::verify_integration,
         integrations::verify_unsaved, integrations::start_consent, integrations::current_totp,
         sync::sync_now,
+        // Read API and ManualDecisions.
+        computers::list_computers, computers::get_computer, computers::get_agent,
+        decisions::list_decisions, decisions::get_decision, decisions::resolve_decision,
+        sync_runs::list_sync_runs, sync_runs::get_sync_run, sync_runs::sync_run_plan,
+        dashboard::dashboard,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),

@@ -1,7 +1,10 @@
 //! Use cases shared by the HTTP API, the UI and the CLI. Handlers stay thin: parse, call a service, render.
 
 pub mod audit;
+pub mod dashboard;
+pub mod decisions;
 pub mod integrations;
 pub mod sync;
 pub mod tokens;
 pub mod users;
+pub mod why;
