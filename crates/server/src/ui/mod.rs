@@ -60,7 +60,8 @@ pub fn render(template: &impl askama::Template) -> Response {
 /// happened and what to do.
 pub struct UiError {
     pub error: ApiError,
-    pub nav: Option<Nav>,
+    /// Boxed: results stay small on the happy path.
+    pub nav: Option<Box<Nav>>,
 }
 
 pub type UiResult<T> = Result<T, UiError>;
@@ -137,7 +138,7 @@ pub fn error_page(error: &ApiError, nav: Option<Nav>) -> Response {
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
-        error_page(&self.error, self.nav)
+        error_page(&self.error, self.nav.map(|n| *n))
     }
 }
 
@@ -145,7 +146,7 @@ impl IntoResponse for UiError {
 pub fn require(user: &CurrentUser, role: Role) -> UiResult<()> {
     user.require(role).map_err(|error| UiError {
         error,
-        nav: Some(Nav::for_user(user)),
+        nav: Some(Box::new(Nav::for_user(user))),
     })
 }
 

@@ -8,4 +8,5 @@ mod keys;
 mod login;
 mod secrets;
 mod sync;
+mod ui;
 mod users_tokens;
