@@ -199,4 +199,46 @@ pub fn table() -> RouteTable {
         // UI
         .private(M::GET, "/", ui::dashboard::dashboard)
         .private(M::POST, "/logout", ui::login::logout)
+        // UI: integrations, sync runs, audit, users, tokens (issue 6)
+        .private(M::GET, "/integrations", ui::integrations::list)
+        .private(M::POST, "/integrations", ui::integrations::create)
+        .private(M::GET, "/integrations/new", ui::integrations::new_form)
+        .private(M::GET, "/integrations/{id}", ui::integrations::detail)
+        .private(M::POST, "/integrations/{id}", ui::integrations::update)
+        .private(
+            M::GET,
+            "/integrations/{id}/edit",
+            ui::integrations::edit_form,
+        )
+        .private(
+            M::POST,
+            "/integrations/{id}/delete",
+            ui::integrations::delete,
+        )
+        .private(
+            M::POST,
+            "/integrations/{id}/verify",
+            ui::integrations::verify,
+        )
+        .private(
+            M::POST,
+            "/integrations/{id}/consent",
+            ui::integrations::start_consent,
+        )
+        .private(M::POST, "/integrations/{id}/totp", ui::integrations::totp)
+        .private(
+            M::POST,
+            "/integrations/{id}/sync",
+            ui::integrations::sync_now,
+        )
+        .private(M::GET, "/sync-runs", ui::sync_runs::list)
+        .private(M::GET, "/sync-runs/{id}", ui::sync_runs::detail)
+        .private(M::GET, "/audit", ui::audit::audit)
+        .private(M::GET, "/users", ui::users::list)
+        .private(M::POST, "/users", ui::users::create)
+        .private(M::POST, "/users/{id}", ui::users::update)
+        .private(M::POST, "/users/{id}/password", ui::users::reset_password)
+        .private(M::GET, "/tokens", ui::tokens::list)
+        .private(M::POST, "/tokens", ui::tokens::create)
+        .private(M::POST, "/tokens/{id}/revoke", ui::tokens::revoke)
 }

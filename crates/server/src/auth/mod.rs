@@ -97,6 +97,8 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         Err((ApiError::Unauthenticated, Some(original))) if !is_api => {
             crate::ui::login::login_required(&state, &original)
         }
+        // People in a browser get a page that says what happened (a missing CSRF token, ...).
+        Err((err, _)) if !is_api => crate::ui::error_page(&err, None),
         Err((err, _)) => err.into_response(),
     }
 }

@@ -5,11 +5,18 @@ use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-const FILES: &[(&str, &str, &str)] = &[(
-    "app.css",
-    "text/css; charset=utf-8",
-    include_str!("../../static/app.css"),
-)];
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/app.js"),
+    ),
+];
 
 pub async fn static_file(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {

@@ -1,43 +1,36 @@
-use super::{Nav, render};
+//! The dashboard: integrations with status, last sync and credential warnings; counts of tenants,
+//! computers and manual decisions waiting (all within the user's tenant scope).
+use super::integrations::{Row, rows};
+use super::{Nav, UiResult, render};
 use crate::auth::CurrentUser;
-use crate::error::ApiResult;
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-
-pub struct IntegrationRow {
-    pub name: String,
-    pub kind: String,
-    pub status: String,
-}
 
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
     nav: Nav,
     tenants: usize,
-    users: i64,
-    integrations: Vec<IntegrationRow>,
+    computers: i64,
+    decisions: i64,
+    integrations: Vec<Row>,
+    attention: usize,
 }
 
-pub async fn dashboard(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
-    let tenants = state.db.list_tenants(&user.tenants).await?.len();
-    let integrations = state
-        .db
-        .list_integrations()
-        .await?
-        .into_iter()
-        .map(|i| IntegrationRow {
-            name: i.name,
-            kind: i.kind.to_string(),
-            status: i.status,
-        })
-        .collect();
+pub async fn dashboard(State(state): State<AppState>, user: CurrentUser) -> UiResult<Response> {
+    let integrations = rows(&state).await?;
+    let healthy = integrations
+        .iter()
+        .filter(|r| r.status == "healthy" && r.warnings.is_empty())
+        .count();
     Ok(render(&DashboardPage {
-        nav: Nav::for_user(&user),
-        tenants,
-        users: state.db.count_users().await?,
+        nav: Nav::for_user(&user).at("dashboard"),
+        tenants: state.db.list_tenants(&user.tenants).await?.len(),
+        computers: state.db.count_computers(&user.tenants).await?,
+        decisions: state.db.count_open_decisions(&user.tenants).await?,
+        attention: integrations.len() - healthy,
         integrations,
     }))
 }

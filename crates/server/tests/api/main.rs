@@ -9,4 +9,5 @@ mod login;
 mod read;
 mod secrets;
 mod sync;
+mod ui;
 mod users_tokens;
