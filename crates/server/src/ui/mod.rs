@@ -113,7 +113,7 @@ pub fn error_page(error: &ApiError, nav: Option<Nav>) -> Response {
             "It may have been removed, or your account may be limited to other tenants.",
         ),
         ApiError::Conflict(_) => ("Conflict", "Reload the page to see the current state."),
-        ApiError::BadRequest(_) => (
+        ApiError::BadRequest(_) | ApiError::Unprocessable(_) => (
             "Cannot do that",
             "Go back, correct the input and try again.",
         ),
