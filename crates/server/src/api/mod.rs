@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`, described by the OpenAPI document served at `/api/openapi.json`.
 
 pub mod audit;
+pub mod clients;
 pub mod health;
 pub mod integrations;
 pub mod me;
@@ -31,6 +32,9 @@ use utoipa::{Modify, OpenApi};
         integrations::update_integration, integrations::delete_integration, integrations::verify_integration,
         integrations::verify_unsaved, integrations::start_consent, integrations::current_totp,
         sync::sync_now,
+        clients::refresh_clients, clients::list_clients, clients::auto_match, clients::create_unmatched,
+        clients::match_client, clients::create_for_client, clients::exclude_client,
+        clients::include_client, clients::preview, clients::apply,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),

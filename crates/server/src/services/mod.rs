@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod integrations;
+pub mod mapping;
 pub mod sync;
 pub mod tokens;
 pub mod users;
