@@ -103,7 +103,7 @@ impl World {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["external_id"] == external.to_string())
+            .find(|c| c["external_id"].as_str().and_then(|e| e.parse().ok()) == Some(external))
             .unwrap_or_else(|| panic!("client {external} in {list}"))["id"]
             .as_i64()
             .unwrap()
@@ -134,12 +134,12 @@ impl World {
     }
 }
 
-fn row<'a>(list: &'a Value, external: i64) -> &'a Value {
+fn row(list: &Value, external: i64) -> &Value {
     list["clients"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["external_id"] == external.to_string())
+        .find(|c| c["external_id"].as_str().and_then(|e| e.parse().ok()) == Some(external))
         .unwrap_or_else(|| panic!("client {external} in {list}"))
 }
 
