@@ -79,6 +79,9 @@ enum Command {
     Integration(commands::integration::IntegrationCommand),
     /// Run a device sync of one integration now, with progress and a summary.
     Sync(commands::sync::SyncArgs),
+    /// Map an integration's clients onto tenants: list, refresh, auto-match, match, create,
+    /// exclude, include, create-unmatched, preview, apply [--sync].
+    Clients(commands::clients::ClientsArgs),
     /// Benchmarks against in-process simulators; each prints one JSON line.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -145,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => commands::token::run(g.settings(None)?, cmd).await,
         Command::Integration(cmd) => commands::integration::run(g.settings(None)?, cmd).await,
         Command::Sync(a) => commands::sync::run(g.settings(None)?, a).await,
+        Command::Clients(a) => commands::clients::run(g.settings(None)?, a).await,
         Command::Bench(cmd) => commands::bench::run(cmd).await,
         Command::Totp(args) => commands::totp::run(args),
         Command::Sim(cmd) => commands::sim::run(cmd).await,

@@ -196,6 +196,57 @@ pub fn table() -> RouteTable {
             api::sync_runs::sync_run_plan,
         )
         .private(M::GET, "/api/v1/dashboard", api::dashboard::dashboard)
+        // Client mapping
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/refresh",
+            api::clients::refresh_clients,
+        )
+        .private(
+            M::GET,
+            "/api/v1/integrations/{id}/clients",
+            api::clients::list_clients,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/auto-match",
+            api::clients::auto_match,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/create-unmatched",
+            api::clients::create_unmatched,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/{client_id}/match",
+            api::clients::match_client,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/{client_id}/create",
+            api::clients::create_for_client,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/{client_id}/exclude",
+            api::clients::exclude_client,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/clients/{client_id}/include",
+            api::clients::include_client,
+        )
+        .private(
+            M::GET,
+            "/api/v1/integrations/{id}/preview",
+            api::clients::preview,
+        )
+        .private(
+            M::POST,
+            "/api/v1/integrations/{id}/apply",
+            api::clients::apply,
+        )
         // UI
         .private(M::GET, "/", ui::dashboard::dashboard)
         .private(M::POST, "/logout", ui::login::logout)

@@ -53,8 +53,8 @@ pub use credentials::{ConsentState, CredentialHealth, HealthEvent};
 pub use decisions::{DecisionFilter, DecisionRow, NewDecision, Resolution};
 pub use integrations::{Integration, IntegrationChange, NewIntegration};
 pub use rmm_clients::{
-    AppliedLinkChange, AppliedLinks, ClientLinkChange, ClientLinkRow, ClientLinkState,
-    ClientRefresh, ClientRename, CreatedTenant, MappedClient, Provenance,
+    AppliedLinkChange, AppliedLinks, ClientEvidence, ClientLinkChange, ClientLinkRow,
+    ClientLinkState, ClientRefresh, ClientRename, CreatedTenant, MappedClient, Provenance,
 };
 pub use sessions::Session;
 pub use sync_runs::{NewPlanItem, PlanItem, SyncRun, SyncRunState};

@@ -219,6 +219,45 @@ pub struct MappedClient {
     pub tenant_id: i64,
 }
 
+/// Device evidence for mapping one RmmClient: `shared_devices` of its `client_devices` live
+/// Agents have the same real SMBIOS UUID or serial as an Agent of another integration that is
+/// already a Computer of `tenant_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEvidence {
+    pub rmm_client_id: i64,
+    pub tenant_id: i64,
+    pub tenant_name: String,
+    pub shared_devices: u32,
+    pub client_devices: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct EvidenceHit {
+    rmm_client_id: i64,
+    agent_id: i64,
+    a_serial: Option<String>,
+    a_uuid: Option<String>,
+    b_serial: Option<String>,
+    b_uuid: Option<String>,
+    tenant_id: i64,
+    tenant_name: String,
+}
+
+/// True when the two agents share a hardware id worth comparing (junk serials and template UUIDs
+/// that thousands of machines share prove nothing).
+fn real_id_shared(hit: &EvidenceHit) -> bool {
+    use rmmbridge_core::identify::{normalise_serial, normalise_uuid};
+    let same = |a: &Option<String>, b: &Option<String>, norm: fn(&str) -> Option<String>| match (
+        a.as_deref().and_then(norm),
+        b.as_deref().and_then(norm),
+    ) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    };
+    same(&hit.a_uuid, &hit.b_uuid, normalise_uuid)
+        || same(&hit.a_serial, &hit.b_serial, normalise_serial)
+}
+
 #[derive(sqlx::FromRow)]
 struct ExistingClient {
     id: i64,
@@ -562,14 +601,16 @@ impl Db {
                 let mut state: ClientLinkState = parse_col("client_links.state", &r.state)?;
                 let mut tenant = r.tenant_id;
                 if state == ClientLinkState::Create {
-                    let (tid, reused) = match tenants_by_name.get(&r.name) {
+                    // RMM names can carry padding spaces; the tenant is named after the trimmed name.
+                    let tenant_name = r.name.trim().to_owned();
+                    let (tid, reused) = match tenants_by_name.get(&tenant_name) {
                         Some(t) => (*t, true),
                         None => {
                             let inserted = sqlx::query_scalar::<_, i64>(
                                 "INSERT INTO tenants (name, created_at, updated_at) VALUES ($1, $2, $2)
                                  ON CONFLICT (name) DO NOTHING RETURNING id",
                             )
-                            .bind(&r.name)
+                            .bind(&tenant_name)
                             .bind(now.0)
                             .fetch_optional(&mut *tx)
                             .await?;
@@ -579,7 +620,7 @@ impl Db {
                                     sqlx::query_scalar::<_, i64>(
                                         "SELECT id FROM tenants WHERE name = $1",
                                     )
-                                    .bind(&r.name)
+                                    .bind(&tenant_name)
                                     .fetch_one(&mut *tx)
                                     .await?,
                                     true,
@@ -587,7 +628,7 @@ impl Db {
                             }
                         }
                     };
-                    tenants_by_name.insert(r.name.clone(), tid);
+                    tenants_by_name.insert(tenant_name.clone(), tid);
                     sqlx::query(
                         "UPDATE client_links SET state = 'matched', tenant_id = $1 WHERE rmm_client_id = $2",
                     )
@@ -598,7 +639,7 @@ impl Db {
                     out.created_tenants.push(CreatedTenant {
                         rmm_client_id: r.rmm_client_id,
                         tenant_id: tid,
-                        tenant_name: r.name.clone(),
+                        tenant_name,
                         reused,
                     });
                     state = ClientLinkState::Matched;
@@ -664,6 +705,74 @@ impl Db {
             tx.commit().await?;
             Ok(out)
         })
+    }
+
+    /// Evidence suggestions for every client of the integration with live Agents: which tenants
+    /// their devices already belong to through other integrations, by (client, tenant), most shared
+    /// devices first. Agents are compared on SMBIOS UUID and serial; junk values are ignored.
+    pub async fn client_evidence(&self, integration_id: i64) -> StoreResult<Vec<ClientEvidence>> {
+        let (hits, totals) = with_db!(self, |p| {
+            let hits = sqlx::query_as::<_, EvidenceHit>(
+                "SELECT a.rmm_client_id, a.id AS agent_id, a.serial AS a_serial,
+                        a.smbios_uuid AS a_uuid, b.serial AS b_serial, b.smbios_uuid AS b_uuid,
+                        c.tenant_id, t.name AS tenant_name
+                 FROM agents a
+                 JOIN agents b ON b.integration_id <> a.integration_id
+                     AND b.computer_id IS NOT NULL AND b.state <> 'retired'
+                     AND (b.smbios_uuid = a.smbios_uuid OR b.serial = a.serial)
+                 JOIN computers c ON c.id = b.computer_id AND c.retired_at IS NULL
+                 JOIN tenants t ON t.id = c.tenant_id
+                 WHERE a.integration_id = $1 AND a.rmm_client_id IS NOT NULL
+                   AND a.state <> 'retired'",
+            )
+            .bind(integration_id)
+            .fetch_all(p)
+            .await?;
+            let totals = sqlx::query_as::<_, (i64, i64)>(
+                "SELECT rmm_client_id, COUNT(*) FROM agents
+                 WHERE integration_id = $1 AND rmm_client_id IS NOT NULL AND state <> 'retired'
+                 GROUP BY rmm_client_id",
+            )
+            .bind(integration_id)
+            .fetch_all(p)
+            .await?;
+            (hits, totals)
+        });
+        let totals: HashMap<i64, i64> = totals.into_iter().collect();
+        let mut shared: HashMap<(i64, i64), (String, HashSet<i64>)> = HashMap::new();
+        for hit in hits.iter().filter(|h| real_id_shared(h)) {
+            shared
+                .entry((hit.rmm_client_id, hit.tenant_id))
+                .or_insert_with(|| (hit.tenant_name.clone(), HashSet::new()))
+                .1
+                .insert(hit.agent_id);
+        }
+        let mut out: Vec<ClientEvidence> = shared
+            .into_iter()
+            .map(|((rmm_client_id, tenant_id), (tenant_name, agents))| {
+                let client_devices = totals.get(&rmm_client_id).copied().unwrap_or_default();
+                ClientEvidence {
+                    rmm_client_id,
+                    tenant_id,
+                    tenant_name,
+                    shared_devices: u32::try_from(agents.len()).unwrap_or(u32::MAX),
+                    client_devices: u32::try_from(client_devices).unwrap_or(u32::MAX),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (
+                a.rmm_client_id,
+                std::cmp::Reverse(a.shared_devices),
+                a.tenant_id,
+            )
+                .cmp(&(
+                    b.rmm_client_id,
+                    std::cmp::Reverse(b.shared_devices),
+                    b.tenant_id,
+                ))
+        });
+        Ok(out)
     }
 
     /// The applied matched mappings of an integration: which clients' devices to import, into

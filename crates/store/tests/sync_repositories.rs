@@ -2528,3 +2528,147 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
         [("missing".to_owned(), 1_100)]
     );
 });
+
+// ---------------------------------------------------------------------------------------------
+// Client mapping: device evidence and tenant names at Finish
+// ---------------------------------------------------------------------------------------------
+
+both!(
+    client_evidence_counts_devices_known_under_a_tenant,
+    |db: Db| async move {
+        let known = integration(&db, "Known RMM").await;
+        let new = integration(&db, "New RMM").await;
+        let acme = db.create_tenant("Acme", T0).await.unwrap().id;
+        let bolt = db.create_tenant("Bolt", T0).await.unwrap().id;
+        db.refresh_rmm_clients(known, &[company("k1", "Acme")], T0)
+            .await
+            .unwrap();
+        db.refresh_rmm_clients(
+            new,
+            &[company("n1", "ACME Corp"), company("n2", "Nobody")],
+            T0,
+        )
+        .await
+        .unwrap();
+        // The known integration has three computers: two of Acme, one of Bolt.
+        let mut k = vec![
+            agent("1", Some("k1"), "WS-1"),
+            agent("2", Some("k1"), "WS-2"),
+        ];
+        // (serials of at least four letters and digits: "SN-3" is too short to be a real one)
+        let mut three = agent("3", Some("k1"), "WS-3");
+        three.serial = Some("SN-30303".into());
+        k.push(three);
+        // A junk serial shared with the new integration proves nothing.
+        let mut junk = agent("4", Some("k1"), "WS-4");
+        junk.serial = Some("To Be Filled By O.E.M.".into());
+        junk.smbios_uuid = None;
+        k.push(junk);
+        let kids = agents(&db, known, &k).await;
+        let computers = db
+            .create_computers(
+                &[
+                    computer(acme, "WS-1", Some("SN-1")),
+                    computer(acme, "WS-2", Some("SN-2")),
+                    computer(bolt, "WS-3", Some("SN-3")),
+                    computer(acme, "WS-4", None),
+                ],
+                T0,
+            )
+            .await
+            .unwrap();
+        let links: Vec<AgentLink> = kids
+            .iter()
+            .zip(&computers)
+            .map(|(a, c)| link(*a, *c, "new"))
+            .collect();
+        db.link_agents(&links, T0).await.unwrap();
+        // The new integration sees machines 1 and 2 (same UUID and serial), 3 by serial only,
+        // a fresh machine, and one with the junk serial, all under n1; n2 has one unknown device.
+        let mut by_serial = agent("3", Some("n1"), "WS-3");
+        by_serial.smbios_uuid = None;
+        by_serial.serial = Some("SN-30303".into());
+        let mut junk_too = agent("9", Some("n1"), "WS-9");
+        junk_too.serial = Some("To Be Filled By O.E.M.".into());
+        junk_too.smbios_uuid = None;
+        agents(
+            &db,
+            new,
+            &[
+                agent("1", Some("n1"), "WS-1"),
+                agent("2", Some("n1"), "WS-2"),
+                by_serial,
+                agent("7", Some("n1"), "WS-7"),
+                junk_too,
+                agent("8", Some("n2"), "WS-8"),
+            ],
+        )
+        .await;
+        let ids = client_ids(&db, new).await;
+        let ev = db.client_evidence(new).await.unwrap();
+        assert_eq!(
+            ev,
+            vec![
+                ClientEvidence {
+                    rmm_client_id: ids["n1"],
+                    tenant_id: acme,
+                    tenant_name: "Acme".into(),
+                    shared_devices: 2,
+                    client_devices: 5,
+                },
+                ClientEvidence {
+                    rmm_client_id: ids["n1"],
+                    tenant_id: bolt,
+                    tenant_name: "Bolt".into(),
+                    shared_devices: 1,
+                    client_devices: 5,
+                },
+            ]
+        );
+        // Evidence needs the other side to be a Computer: the new integration's agents are not
+        // linked yet, so they are no evidence for the known integration's client.
+        assert_eq!(db.client_evidence(known).await.unwrap(), vec![]);
+    }
+);
+
+both!(
+    finish_names_created_tenants_after_the_trimmed_client_name,
+    |db: Db| async move {
+        let i = integration(&db, "Padded RMM").await;
+        db.refresh_rmm_clients(
+            i,
+            &[
+                company("1", "  Padded Dental  "),
+                company("2", "Padded Dental"),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+        let ids = client_ids(&db, i).await;
+        db.set_client_links(
+            &[
+                (ids["1"], change(ClientLinkState::Create, None)),
+                (ids["2"], change(ClientLinkState::Create, None)),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+        let out = db.apply_client_links(i, "alice", at(1)).await.unwrap();
+        assert_eq!(out.created_tenants.len(), 2);
+        assert!(
+            out.created_tenants
+                .iter()
+                .all(|c| c.tenant_name == "Padded Dental"),
+            "{out:?}"
+        );
+        // One tenant, used by both: the second saw the first's name.
+        assert_eq!(out.created_tenants.iter().filter(|c| !c.reused).count(), 1);
+        let tenants = db.list_tenants(&TenantScope::All).await.unwrap();
+        assert_eq!(
+            tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            vec!["Padded Dental"]
+        );
+    }
+);

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod clients;
 pub mod demo;
 pub mod integration;
 pub mod serve;

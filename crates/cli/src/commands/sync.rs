@@ -36,8 +36,15 @@ pub async fn run(settings: Settings, a: SyncArgs) -> anyhow::Result<()> {
     };
     let result = services.sync.run(a.integration, "cli", &show).await;
     bar.finish_and_clear();
-    let out = result?;
-    if a.json {
+    print_outcome(&result?, a.json)
+}
+
+/// The summary of a finished sync, as a table of counts or as one JSON object.
+pub fn print_outcome(
+    out: &rmmbridge_server::services::sync::SyncOutcome,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
         println!(
             "{}",
             serde_json::json!({"run_id": out.run.id, "state": out.run.state.to_string(), "counts": out.counts})

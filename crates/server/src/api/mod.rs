@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`, described by the OpenAPI document served at `/api/openapi.json`.
 
 pub mod audit;
+pub mod clients;
 pub mod health;
 pub mod integrations;
 pub mod me;
@@ -42,6 +43,9 @@ use utoipa::{Modify, OpenApi};
         decisions::list_decisions, decisions::get_decision, decisions::resolve_decision,
         sync_runs::list_sync_runs, sync_runs::get_sync_run, sync_runs::sync_run_plan,
         dashboard::dashboard,
+        clients::refresh_clients, clients::list_clients, clients::auto_match, clients::create_unmatched,
+        clients::match_client, clients::create_for_client, clients::exclude_client,
+        clients::include_client, clients::preview, clients::apply,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),

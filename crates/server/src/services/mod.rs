@@ -4,6 +4,7 @@ pub mod audit;
 pub mod dashboard;
 pub mod decisions;
 pub mod integrations;
+pub mod mapping;
 pub mod sync;
 pub mod tokens;
 pub mod users;

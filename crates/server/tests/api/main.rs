@@ -6,6 +6,7 @@ mod helpers;
 mod integrations;
 mod keys;
 mod login;
+mod mapping;
 mod read;
 mod secrets;
 mod sync;

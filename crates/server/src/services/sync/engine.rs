@@ -250,13 +250,8 @@ impl Engine<'_> {
         let connector = connectors.get(&integration).await?;
 
         self.stage("clients").await?;
-        let clients = connector.list_clients().await;
-        connectors.record_tokens(integration_id, &*connector).await;
-        let clients = clients?;
-        self.db
-            .refresh_rmm_clients(integration_id, &clients, now())
+        crate::services::mapping::refresh_from(self.db, connectors, integration_id, &*connector)
             .await?;
-        drop(clients);
         let mapping = Mapping::load(self.db, integration_id, &opts).await?;
 
         self.stage("devices").await?;
