@@ -18,7 +18,7 @@ use rmmbridge_store::{DecisionFilter, TenantScope};
 use serde::Deserialize;
 
 /// Decisions shown per view (the oldest open ones first is the store's order).
-const SHOWN: i64 = 50;
+const SHOWN: i64 = 25;
 
 pub struct Candidate {
     pub id: i64,
