@@ -556,8 +556,7 @@ impl Engine<'_> {
         let mut agents: Vec<&Known> = known.values().collect();
         agents.sort_by_key(|k| k.id);
         let mut links: Vec<AgentLink> = Vec::new();
-        let mut new_computers: Vec<(i64, NewComputer, serde_json::Value, Option<String>)> =
-            Vec::new();
+        let mut new_computers: Vec<NewComputerFor> = Vec::new();
         let mut decisions: Vec<NewDecision> = Vec::new();
         let mut updates: Vec<ComputerUpdate> = Vec::new();
         for k in agents {
@@ -630,6 +629,9 @@ impl Engine<'_> {
                         clone_of: None,
                     });
                     index.update_computer(k.id, Some(computer_id));
+                    if links.len() >= WRITE_BATCH {
+                        self.flush_links(&mut links, t).await?;
+                    }
                 }
                 Identification::NewComputer { evidence, clone_of } => {
                     self.counts.new_computers += 1;
@@ -653,6 +655,11 @@ impl Engine<'_> {
                         ev,
                         flag,
                     ));
+                    // Written as the loop goes, so memory stays bounded at 100,000 agents.
+                    if new_computers.len() >= WRITE_BATCH {
+                        self.create_new_computers(&mut new_computers, &mut links, &mut index, t)
+                            .await?;
+                    }
                 }
                 Identification::Manual {
                     kind,
@@ -675,26 +682,8 @@ impl Engine<'_> {
         }
 
         self.lap("identify.decide", &mut clock);
-        // Computers and their links in batches; a crash in between leaves orphans that the next
-        // run deletes before identifying again.
-        for chunk in new_computers.chunks(WRITE_BATCH) {
-            let rows: Vec<NewComputer> = chunk.iter().map(|(_, c, _, _)| c.clone()).collect();
-            let ids = self.db.create_computers(&rows, t).await?;
-            self.counts.rows_written += ids.len() as u64;
-            for ((agent_id, _, ev, flag), cid) in chunk.iter().zip(ids) {
-                links.push(AgentLink {
-                    agent_id: *agent_id,
-                    computer_id: cid,
-                    rule: Rule::New.as_str().into(),
-                    evidence: ev.clone(),
-                    decided_by: "sync".into(),
-                    clone_of: flag.clone(),
-                });
-            }
-            if links.len() >= WRITE_BATCH {
-                self.flush_links(&mut links, t).await?;
-            }
-        }
+        self.create_new_computers(&mut new_computers, &mut links, &mut index, t)
+            .await?;
         self.flush_links(&mut links, t).await?;
         for chunk in decisions.chunks(WRITE_BATCH) {
             self.counts.rows_written += self.db.raise_decisions(chunk, t).await?;
@@ -725,6 +714,41 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Creates the pending new computers and queues their links; a crash in between leaves
+    /// orphans that the next run deletes before identifying again.
+    async fn create_new_computers(
+        &mut self,
+        pending: &mut Vec<NewComputerFor>,
+        links: &mut Vec<AgentLink>,
+        index: &mut IdentityIndex,
+        t: Timestamp,
+    ) -> Result<(), SyncError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (rows, rest): (Vec<NewComputer>, Vec<_>) = std::mem::take(pending)
+            .into_iter()
+            .map(|(agent, c, ev, flag)| (c, (agent, ev, flag)))
+            .unzip();
+        let ids = self.db.create_computers(&rows, t).await?;
+        self.counts.rows_written += ids.len() as u64;
+        for ((agent_id, evidence, clone_of), computer_id) in rest.into_iter().zip(ids) {
+            index.update_computer(agent_id, Some(computer_id));
+            links.push(AgentLink {
+                agent_id,
+                computer_id,
+                rule: Rule::New.as_str().into(),
+                evidence,
+                decided_by: "sync".into(),
+                clone_of,
+            });
+        }
+        if links.len() >= WRITE_BATCH {
+            self.flush_links(links, t).await?;
+        }
+        Ok(())
+    }
+
     async fn flush_links(
         &mut self,
         links: &mut Vec<AgentLink>,
@@ -740,6 +764,9 @@ impl Engine<'_> {
         Ok(())
     }
 }
+
+/// An Agent's new computer before it is created: agent id, row, evidence, clone flag.
+type NewComputerFor = (i64, NewComputer, serde_json::Value, Option<String>);
 
 fn computer_update(id: i64, tenant_id: i64, f: &AgentFacts) -> ComputerUpdate {
     ComputerUpdate {
