@@ -11,4 +11,5 @@ mod read;
 mod secrets;
 mod sync;
 mod ui;
+mod ui_mapping;
 mod users_tokens;
