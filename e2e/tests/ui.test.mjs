@@ -165,6 +165,140 @@ test("Sync now shows the run's progress until it finishes", async () => {
   await shot(page, "08-dashboard-after-sync");
 });
 
+async function count(p, id) {
+  return Number((await p.innerText(`#${id}`)).trim());
+}
+
+// Opens an integration's mapping page from the nav's "Client mapping" overview.
+async function openMapping(p, name) {
+  await p.click('.sidebar a:text-is("Client mapping")');
+  await p.waitForSelector("#mapping-integrations");
+  await p.click(`#mapping-integrations a:text-is("${name}")`);
+  await p.waitForSelector("#views");
+}
+
+// Preview → Finish → the started sync run's page, followed (by its own polling) until it is done.
+async function finishAndFollow(p, shotName) {
+  await p.click("#finish");
+  await p.waitForURL(/\/sync-runs\/\d+/);
+  // The scheduler may have started a run first; then Finish shows that one.
+  assert.match(await p.innerText(".notice"), /Client mapping applied|already running/);
+  await p.waitForSelector("#stages");
+  await p.waitForFunction(() => document.querySelector("#run-state")?.textContent !== "running", null, {
+    timeout: 180_000,
+  });
+  assert.equal(await p.innerText("#run-state"), "succeeded");
+  if (shotName) await shot(p, shotName);
+}
+
+const mapped = {};
+
+test("N-central's clients: Auto-match all finds no tenant yet, Create unmatched, Preview, Finish", async () => {
+  await openMapping(page, NCENTRAL);
+  // The earlier sync fetched the clients; none is mapped yet.
+  const all = await count(page, "count-all");
+  assert.ok(all > 0, `clients ${all}`);
+  assert.equal(await count(page, "count-unmatched"), all);
+  await page.click("#auto-match");
+  await page.waitForSelector("#notice");
+  assert.match(await page.innerText("#notice"), /Auto-match found no unmatched client/);
+  assert.equal(await count(page, "count-matched"), 0);
+  await page.click("#create-unmatched");
+  await page.waitForSelector("#notice");
+  const m = /^(\d+) unmatched clients? will get a tenant/.exec(await page.innerText("#notice"));
+  assert.ok(m, await page.innerText("#notice"));
+  const created = Number(m[1]);
+  assert.equal(created, all);
+  assert.equal(await count(page, "count-unmatched"), 0);
+  assert.equal(await count(page, "count-matched"), all);
+  assert.match(await page.innerText("#clients tbody tr:first-child"), /Create tenant\s*pending/);
+  await shot(page, "16-mapping-ncentral");
+  await page.click("#preview");
+  await page.waitForSelector("#preview-counts");
+  assert.equal(await count(page, "count-to-create"), created);
+  assert.equal(await count(page, "count-to-match"), 0);
+  assert.equal(await count(page, "count-to-exclude"), 0);
+  assert.equal(await page.locator("#to-create tbody tr").count(), created);
+  await shot(page, "17-preview-ncentral");
+  await finishAndFollow(page, "18-mapping-sync-ncentral");
+  mapped.ncentral = created;
+});
+
+test("NinjaOne's clients: Refresh, Auto-match by identical names, Accept a suggestion, Exclude, Create the rest, Finish", async () => {
+  await openMapping(page, NINJA);
+  if ((await count(page, "count-all")) === 0) {
+    await page.click("#refresh");
+    await page.waitForSelector("#notice");
+    assert.match(await page.innerText("#notice"), /Refreshed from the RMM: \d+ added/);
+  }
+  const all = await count(page, "count-all");
+  assert.ok(all > 0, `clients ${all}`);
+  // The same companies as in N-central, mostly typed the same: Auto-match takes the identical names.
+  await page.click("#auto-match");
+  await page.waitForSelector("#notice");
+  const am = /Auto-match matched (\d+) clients?/.exec(await page.innerText("#notice"));
+  assert.ok(am, await page.innerText("#notice"));
+  const autoMatched = Number(am[1]);
+  assert.ok(autoMatched > 0);
+  assert.equal(await count(page, "count-matched"), autoMatched);
+  await page.click("#view-matched");
+  assert.match(await page.innerText("#clients .provenance >> nth=0"), /auto · admin/);
+  // Near names are suggestions with a reason and a confidence; accept one.
+  await page.click("#view-unmatched");
+  await page.waitForSelector("#views");
+  await shot(page, "19-mapping-ninjaone-suggestions");
+  let accepted = 0;
+  const row = page.locator("#clients tbody tr", { has: page.locator("button.accept") }).first();
+  if (await row.count()) {
+    assert.match(await row.locator(".suggestion").innerText(), /\d+%/);
+    await row.locator("button.accept").click();
+    await page.waitForSelector("#notice");
+    assert.match(await page.innerText("#notice"), /Client matched/);
+    accepted = 1;
+  }
+  // Exclude one; the Excluded view shows it.
+  const excludedName = (await page.locator("#clients tbody tr .client-name").first().innerText()).trim();
+  await page.locator("#clients tbody tr").first().locator("button.exclude").click();
+  await page.waitForSelector("#notice");
+  assert.equal(await count(page, "count-excluded"), 1);
+  await page.click("#view-excluded");
+  assert.match(await page.innerText("#clients"), new RegExp(excludedName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  await page.click("#view-unmatched");
+  const rest = await count(page, "count-unmatched");
+  await page.click("#create-unmatched");
+  await page.waitForSelector("#notice");
+  await page.click("#view-all");
+  assert.equal(await count(page, "count-unmatched"), 0);
+  await shot(page, "19-mapping-ninjaone-all");
+  await page.click("#preview");
+  await page.waitForSelector("#preview-counts");
+  assert.equal(await count(page, "count-to-match"), autoMatched + accepted);
+  assert.equal(await count(page, "count-to-create"), rest);
+  assert.equal(await count(page, "count-to-exclude"), 1);
+  assert.equal(await count(page, "count-to-unmatch"), 0);
+  await shot(page, "20-preview-ninjaone");
+  await finishAndFollow(page, "21-mapping-sync-ninjaone");
+  await page.goto(`${BASE}/mapping`);
+  const overview = await page.innerText("#mapping-integrations");
+  assert.doesNotMatch(overview, /nothing imported/);
+  await shot(page, "22-mapping-overview");
+});
+
+test("the computers of both RMMs appear, one machine seen by both with its why", async () => {
+  const r = await admin.request.get(`${BASE}/api/v1/computers?limit=500`);
+  assert.equal(r.status(), 200);
+  const list = await r.json();
+  assert.ok(list.total > 0, JSON.stringify(list).slice(0, 300));
+  const both = list.items.find((c) => c.agent_count >= 2);
+  assert.ok(both, "a machine in both RMMs is one computer with two agents");
+  const d = await (await admin.request.get(`${BASE}/api/v1/computers/${both.id}`)).json();
+  assert.match(d.why, /^Same .* reported by /);
+  assert.ok(d.why.includes(NCENTRAL) && d.why.includes(NINJA), d.why);
+  // Each agent carries the rule that linked it, as a sentence.
+  assert.ok(d.agents.every((a) => a.identification && a.identification.why.length > 0), JSON.stringify(d.agents));
+  assert.ok(d.agents.some((a) => ["smbios_uuid", "serial", "mac"].includes(a.identification.rule)));
+});
+
 test("the edit form shows the set-up help and the redirect URI to paste", async () => {
   await openIntegration(page, NINJA);
   await page.click("#edit");

@@ -141,8 +141,15 @@ pub struct UiRow {
     /// What Finish last applied, in words.
     pub applied: String,
     pub suggestions: Vec<SuggestionView>,
-    /// "auto · admin · time · reason".
-    pub provenance: Option<(String, String, String)>,
+    pub provenance: Option<Provenance>,
+}
+
+/// Who decided a pending link (auto or manual), when, and why.
+pub struct Provenance {
+    pub source: String,
+    pub by: String,
+    pub at: Option<String>,
+    pub why: String,
 }
 
 impl UiRow {
@@ -178,14 +185,11 @@ fn ui_row(r: ClientRow, names: &HashMap<String, String>) -> UiRow {
         vanished: r.vanished_at.map(fmt_time),
         state_label: state_label(&r.state),
         applied: applied_words(&r),
-        provenance: r.provenance.as_ref().map(|p| {
-            let who = match (&p.by, p.at) {
-                (Some(by), Some(at)) => format!("{by} · {}", fmt_time(at)),
-                (Some(by), None) => by.clone(),
-                (None, Some(at)) => fmt_time(at),
-                (None, None) => String::new(),
-            };
-            (p.source.clone(), who, p.reason.clone().unwrap_or_default())
+        provenance: r.provenance.as_ref().map(|p| Provenance {
+            source: p.source.clone(),
+            by: p.by.clone().unwrap_or_default(),
+            at: p.at.map(fmt_time),
+            why: p.reason.clone().unwrap_or_default(),
         }),
         id: r.id,
         name: r.name,
