@@ -267,7 +267,6 @@ fn clients_notice(q: &ClientsQuery) -> Option<String> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn clients_page(
     state: &AppState,
     user: &CurrentUser,
@@ -524,7 +523,7 @@ struct PreviewPage {
 }
 
 impl PreviewPage {
-    fn from_words(&self, r: &PreviewRow) -> String {
+    fn now_words(&self, r: &PreviewRow) -> String {
         match (r.from_state.as_str(), &r.from_tenant_name) {
             ("matched", Some(t)) => format!("matched to {t}"),
             (s, _) => s.to_owned(),

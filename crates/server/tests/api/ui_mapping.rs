@@ -91,7 +91,7 @@ fn by_id<'a>(page: &'a str, id: &str) -> &'a str {
 }
 
 /// The `<tr>` of one client.
-fn row_html<'a>(page: &'a str, client: i64) -> &'a str {
+fn row_html(page: &str, client: i64) -> &str {
     let at = page
         .find(&format!("id=\"client-{client}\""))
         .unwrap_or_else(|| panic!("client {client} in {page}"));
