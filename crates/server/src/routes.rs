@@ -317,4 +317,12 @@ pub fn table() -> RouteTable {
         .private(M::GET, "/tokens", ui::tokens::list)
         .private(M::POST, "/tokens", ui::tokens::create)
         .private(M::POST, "/tokens/{id}/revoke", ui::tokens::revoke)
+        // UI: tenants, computers, ManualDecisions (issue 6 item 5)
+        .private(M::GET, "/tenants", ui::tenants::list)
+        .private(M::POST, "/tenants", ui::tenants::create)
+        .private(M::GET, "/tenants/{id}", ui::tenants::detail)
+        .private(M::GET, "/computers", ui::computers::list)
+        .private(M::GET, "/computers/{id}", ui::computers::detail)
+        .private(M::GET, "/decisions", ui::decisions::list)
+        .private(M::POST, "/decisions/{id}/resolve", ui::decisions::resolve)
 }

@@ -453,6 +453,57 @@ impl Db {
         }))
     }
 
+    /// Computers in scope that are not retired, per tenant (one grouped count, for the tenant list).
+    pub async fn count_computers_by_tenant(
+        &self,
+        scope: &TenantScope,
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        let mut sql =
+            Sql::new("SELECT c.tenant_id, COUNT(*) FROM computers c WHERE c.retired_at IS NULL");
+        sql.scope("c.tenant_id", scope);
+        sql.push(" GROUP BY c.tenant_id");
+        Ok(with_db!(self, |p| {
+            bind_args!(
+                sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql.text.as_str())),
+                sql.args
+            )
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    /// `(computer id, integration id)` for every integration with a non-retired agent on one of
+    /// `computer_ids` (a page of a list: which RMMs report each row).
+    pub async fn integrations_of_computers(
+        &self,
+        computer_ids: &[i64],
+    ) -> StoreResult<Vec<(i64, i64)>> {
+        let mut out = Vec::new();
+        for chunk in computer_ids.chunks(rows_per_chunk(1)) {
+            let mut sql = Sql::new(
+                "SELECT DISTINCT a.computer_id, a.integration_id FROM agents a
+                 WHERE a.state <> 'retired' AND a.computer_id IN (",
+            );
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Arg::Int(*id));
+            }
+            sql.push(") ORDER BY a.computer_id, a.integration_id");
+            let rows = with_db!(self, |p| {
+                bind_args!(
+                    sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql.text.as_str())),
+                    sql.args
+                )
+                .fetch_all(p)
+                .await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Merges computer `from` into `into` (a ManualDecision "merge"): moves every agent, records
     /// a `manual_merge` evidence row for each, repoints open decisions, retires `from`. One
     /// transaction; returns the number of agents moved.

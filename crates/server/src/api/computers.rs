@@ -97,6 +97,16 @@ pub async fn list_computers(
     user: CurrentUser,
     ApiQuery(p): ApiQuery<ComputerListParams>,
 ) -> ApiResult<Json<ComputerPage>> {
+    Ok(Json(search(&state.db, &user.tenants, p).await?))
+}
+
+/// One page of the computer list within `scope` (the API's and the UI's): filter, keyset cursor,
+/// total count.
+pub async fn search(
+    db: &Db,
+    scope: &TenantScope,
+    p: ComputerListParams,
+) -> ApiResult<ComputerPage> {
     let (include_retired, retired_only) = match p.state.as_deref().unwrap_or("active") {
         "active" => (false, false),
         "retired" => (true, true),
@@ -114,10 +124,9 @@ pub async fn list_computers(
         .map(decode_cursor::<Keyset>)
         .transpose()?
         .map(|k| ComputerCursor { name: k.n, id: k.i });
-    let page = state
-        .db
+    let page = db
         .search_computers(&ComputerQuery {
-            scope: user.tenants.clone(),
+            scope: scope.clone(),
             tenant_id: p.tenant_id,
             q: p.q,
             include_retired,
@@ -127,13 +136,13 @@ pub async fn list_computers(
             after,
         })
         .await?;
-    Ok(Json(ComputerPage {
+    Ok(ComputerPage {
         items: page.items.into_iter().map(ComputerView::from).collect(),
         total: page.total,
         next_cursor: page
             .next
             .map(|c| encode_cursor(&Keyset { n: c.name, i: c.id })),
-    }))
+    })
 }
 
 /// How an Agent came to be linked to a Computer.

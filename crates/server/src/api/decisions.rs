@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use rmmbridge_core::Role;
 use rmmbridge_core::identify::Evidence as IdEvidence;
-use rmmbridge_store::{DecisionFilter, DecisionRow};
+use rmmbridge_store::{Db, DecisionFilter, DecisionRow, TenantScope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -52,7 +52,7 @@ pub struct DecisionView {
     pub resolution: Option<String>,
 }
 
-fn view(d: DecisionRow, names: &HashMap<i64, String>) -> DecisionView {
+pub fn view(d: DecisionRow, names: &HashMap<i64, String>) -> DecisionView {
     let parsed: IdEvidence = serde_json::from_value(d.evidence.clone()).unwrap_or_default();
     let why = parsed.explain_with(|i| {
         names
@@ -84,9 +84,9 @@ fn view(d: DecisionRow, names: &HashMap<i64, String>) -> DecisionView {
     }
 }
 
-async fn names(state: &AppState) -> ApiResult<HashMap<i64, String>> {
-    Ok(state
-        .db
+/// Integration names by id, for the decisions' sentences.
+pub async fn names(db: &Db) -> ApiResult<HashMap<i64, String>> {
+    Ok(db
         .list_integrations()
         .await?
         .into_iter()
@@ -101,16 +101,7 @@ pub async fn list_decisions(
     user: CurrentUser,
     ApiQuery(p): ApiQuery<DecisionListParams>,
 ) -> ApiResult<Json<Vec<DecisionView>>> {
-    let filter = match p.state.as_deref().unwrap_or("open") {
-        "open" => DecisionFilter::Open,
-        "resolved" => DecisionFilter::Resolved,
-        "all" => DecisionFilter::All,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown state {other:?}; expected open, resolved or all"
-            )));
-        }
-    };
+    let filter = parse_filter(p.state.as_deref())?;
     let rows = state
         .db
         .list_decisions(
@@ -119,8 +110,20 @@ pub async fn list_decisions(
             super::clamp_limit(p.limit, 200, 1000),
         )
         .await?;
-    let names = names(&state).await?;
+    let names = names(&state.db).await?;
     Ok(Json(rows.into_iter().map(|d| view(d, &names)).collect()))
+}
+
+/// `open` (the default), `resolved` or `all`.
+pub fn parse_filter(state: Option<&str>) -> ApiResult<DecisionFilter> {
+    match state.unwrap_or("open") {
+        "open" => Ok(DecisionFilter::Open),
+        "resolved" => Ok(DecisionFilter::Resolved),
+        "all" => Ok(DecisionFilter::All),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown state {other:?}; expected open, resolved or all"
+        ))),
+    }
 }
 
 /// A candidate Computer with the agents that already report it, to compare with the agent.
@@ -153,9 +156,20 @@ pub async fn get_decision(
         .decision_by_id(id, &user.tenants)
         .await?
         .ok_or(ApiError::NotFound("manual decision"))?;
+    Ok(Json(detail(db, d, &names(db).await?, &user.tenants).await?))
+}
+
+/// A decision (already checked to be in `scope`) with its agent and the candidates `scope` sees;
+/// for the API and the UI.
+pub async fn detail(
+    db: &Db,
+    d: DecisionRow,
+    names: &HashMap<i64, String>,
+    scope: &TenantScope,
+) -> ApiResult<DecisionDetail> {
     let agent_id = d.agent_id;
     let candidate_ids = svc::candidates(&d);
-    let decision = view(d, &names(&state).await?);
+    let decision = view(d, names);
     // The decision is in the caller's tenants; the agent it is about comes with it.
     let agent = db
         .agent_by_id(agent_id)
@@ -165,18 +179,18 @@ pub async fn get_decision(
     let mut candidates = Vec::new();
     for c in candidate_ids {
         // Outside the caller's tenants, or gone: not offered.
-        if let Some(detail) = computers::computer_detail(db, c, &user.tenants).await? {
+        if let Some(detail) = computers::computer_detail(db, c, scope).await? {
             candidates.push(CandidateView {
                 computer: detail.computer,
                 agents: detail.agents,
             });
         }
     }
-    Ok(Json(DecisionDetail {
+    Ok(DecisionDetail {
         decision,
         agent,
         candidates,
-    }))
+    })
 }
 
 /// `{"action":"merge","computer_id":N}` or `{"action":"keep_separate"}`.
@@ -214,7 +228,7 @@ pub async fn resolve_decision(
     };
     let r = svc::resolve(&state.db, &Actor::from(&user), &user.tenants, id, action).await?;
     Ok(Json(ResolvedView {
-        decision: view(r.decision, &names(&state).await?),
+        decision: view(r.decision, &names(&state.db).await?),
         computer_id: r.computer_id,
     }))
 }

@@ -1,14 +1,14 @@
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
-use crate::services::audit::{self, Actor};
-use crate::state::{AppState, now};
+use crate::services::audit::Actor;
+use crate::services::tenants;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rmmbridge_core::{Role, Timestamp};
 use rmmbridge_store::Tenant;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -55,21 +55,7 @@ pub async fn create_tenant(
     Json(body): Json<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantView>)> {
     user.require(Role::Admin)?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::BadRequest(
-            "a tenant name is 1 to 200 characters".into(),
-        ));
-    }
-    let tenant = state.db.create_tenant(name, now()).await?;
-    audit::record(
-        &state.db,
-        &Actor::from(&user),
-        "tenant.create",
-        Some(("tenant", tenant.id.to_string())),
-        json!({"name": tenant.name}),
-    )
-    .await?;
+    let tenant = tenants::create(&state.db, &Actor::from(&user), &body.name).await?;
     Ok((StatusCode::CREATED, Json(tenant.into())))
 }
 

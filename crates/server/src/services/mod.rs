@@ -6,6 +6,7 @@ pub mod decisions;
 pub mod integrations;
 pub mod mapping;
 pub mod sync;
+pub mod tenants;
 pub mod tokens;
 pub mod users;
 pub mod why;

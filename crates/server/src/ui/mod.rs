@@ -12,6 +12,10 @@ pub mod mapping;
 pub mod sync_runs;
 pub mod tokens;
 pub mod users;
+// Tenants, computers, ManualDecisions (issue 6 item 5).
+pub mod computers;
+pub mod decisions;
+pub mod tenants;
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;

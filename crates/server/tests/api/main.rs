@@ -11,5 +11,6 @@ mod read;
 mod secrets;
 mod sync;
 mod ui;
+mod ui_computers;
 mod ui_mapping;
 mod users_tokens;

@@ -25,15 +25,15 @@ fn fleet(devices: u32) -> FleetConfig {
     }
 }
 
-struct World {
-    app: TestApp,
-    nc: NcentralSim,
-    nj: NinjaSim,
-    nc_id: i64,
-    nj_id: i64,
+pub struct World {
+    pub app: TestApp,
+    pub nc: NcentralSim,
+    pub nj: NinjaSim,
+    pub nc_id: i64,
+    pub nj_id: i64,
 }
 
-async fn world(app: TestApp) -> World {
+pub async fn world(app: TestApp) -> World {
     let addr = "127.0.0.1:0".parse().unwrap();
     let nc = NcentralSim::start(
         addr,
@@ -97,7 +97,7 @@ async fn world(app: TestApp) -> World {
 
 impl World {
     /// Every company onto a tenant of its name (Finish), then a sync that identifies.
-    async fn map_and_sync(&self, integration_id: i64) {
+    pub async fn map_and_sync(&self, integration_id: i64) {
         let db = &self.app.state.db;
         let t = rmmbridge_server::state::now();
         self.sync(integration_id).await;
@@ -127,14 +127,58 @@ impl World {
         self.sync(integration_id).await;
     }
 
-    async fn both_synced(app: TestApp) -> World {
+    pub async fn both_synced(app: TestApp) -> World {
         let w = world(app).await;
         w.map_and_sync(w.nc_id).await;
         w.map_and_sync(w.nj_id).await;
         w
     }
 
-    async fn sync(&self, integration_id: i64) -> Value {
+    /// Two live NinjaOne agents with usable hardware ids get a copy that keeps their name (a
+    /// reinstall whose old agent the RMM still lists, or an unrenamed image): after the next sync
+    /// the hub asks about each copy. Returns the originals and the copies' external ids.
+    pub async fn copy_two_ninja_devices(&self) -> (Vec<rmmbridge_store::AgentSnapshot>, Vec<i64>) {
+        let w = self;
+        let db = &w.app.state.db;
+        let originals: Vec<_> = db
+            .agent_snapshot(w.nj_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| {
+                a.state == AgentState::Active
+                    && a.computer_id.is_some()
+                    && a.clone_of.is_none()
+                    && (a.smbios_uuid.as_deref().and_then(normalise_uuid).is_some()
+                        || a.serial.as_deref().and_then(normalise_serial).is_some())
+            })
+            .take(2)
+            .collect();
+        assert_eq!(originals.len(), 2);
+        let copies: Vec<i64> =
+            w.nj.change(|f, now| {
+                let mut out = Vec::new();
+                let mut changes = Vec::new();
+                for o in &originals {
+                    let (id, c) = f.clone_device(o.external_id.parse().unwrap(), now)?;
+                    changes.push(c);
+                    changes.push(f.change_device(
+                        id,
+                        Overrides {
+                            hostname: Some(o.hostname.clone()),
+                            ..Default::default()
+                        },
+                        now,
+                    )?);
+                    out.push(id);
+                }
+                Ok((out, changes))
+            })
+            .unwrap();
+        (originals, copies)
+    }
+
+    pub async fn sync(&self, integration_id: i64) -> Value {
         let out = self
             .app
             .state
@@ -146,13 +190,13 @@ impl World {
         serde_json::to_value(&out.counts).unwrap()
     }
 
-    async fn token(&self, name: &str, role: Role) -> (i64, ApiClient) {
+    pub async fn token(&self, name: &str, role: Role) -> (i64, ApiClient) {
         let (id, token) = self.app.user_with_token(name, role).await;
         (id, self.app.api(&token))
     }
 
     /// Computer of every agent of both integrations, by agent id.
-    async fn agent_computers(&self) -> HashMap<i64, Option<i64>> {
+    pub async fn agent_computers(&self) -> HashMap<i64, Option<i64>> {
         let mut out = HashMap::new();
         for i in [self.nc_id, self.nj_id] {
             for a in self.app.state.db.agent_snapshot(i).await.unwrap() {
@@ -519,43 +563,7 @@ both!(
             .iter()
             .map(|d| d.id)
             .collect();
-        // Two live agents with usable hardware ids get a copy that keeps their name: a reinstall
-        // whose old agent the RMM still lists, or an unrenamed image: the hub asks.
-        let originals: Vec<_> = db
-            .agent_snapshot(w.nj_id)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|a| {
-                a.state == AgentState::Active
-                    && a.computer_id.is_some()
-                    && a.clone_of.is_none()
-                    && (a.smbios_uuid.as_deref().and_then(normalise_uuid).is_some()
-                        || a.serial.as_deref().and_then(normalise_serial).is_some())
-            })
-            .take(2)
-            .collect();
-        assert_eq!(originals.len(), 2);
-        let copies: Vec<i64> =
-            w.nj.change(|f, now| {
-                let mut out = Vec::new();
-                let mut changes = Vec::new();
-                for o in &originals {
-                    let (id, c) = f.clone_device(o.external_id.parse().unwrap(), now)?;
-                    changes.push(c);
-                    changes.push(f.change_device(
-                        id,
-                        Overrides {
-                            hostname: Some(o.hostname.clone()),
-                            ..Default::default()
-                        },
-                        now,
-                    )?);
-                    out.push(id);
-                }
-                Ok((out, changes))
-            })
-            .unwrap();
+        let (originals, copies) = w.copy_two_ninja_devices().await;
         w.sync(w.nj_id).await;
         let open: Vec<_> = db
             .open_decisions(&TenantScope::All, 1000)
