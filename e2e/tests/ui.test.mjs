@@ -322,6 +322,15 @@ test("a viewer sees no admin buttons and is refused an admin action", async () =
     assert.equal(await v.locator(id).count(), 0, `${id} is hidden from viewers`);
   }
   assert.equal(await v.locator('a[href="/users"]').count(), 0);
+  // Client mapping: readable, but without a change button.
+  await openMapping(v, NINJA);
+  assert.ok((await count(v, "count-all")) > 0);
+  for (const sel of ["#refresh", "#auto-match", "#create-unmatched", "button.accept", "button.exclude", "select.tenant-picker"]) {
+    assert.equal(await v.locator(sel).count(), 0, `${sel} is hidden from viewers`);
+  }
+  await v.click("#preview");
+  await v.waitForSelector("#preview-counts");
+  assert.equal(await v.locator("#finish").count(), 0);
   // The server refuses anyway, with a page that says why.
   const csrf = await csrfOf(v);
   const r = await context.request.post(`${BASE}/users`, {
