@@ -165,6 +165,122 @@ test("Sync now shows the run's progress until it finishes", async () => {
   await shot(page, "08-dashboard-after-sync");
 });
 
+async function count(p, id) {
+  return Number((await p.innerText(`#${id}`)).trim());
+}
+
+// Opens an integration's mapping page from the nav's "Client mapping" overview.
+async function openMapping(p, name) {
+  await p.click('.sidebar a:text-is("Client mapping")');
+  await p.waitForSelector("#mapping-integrations");
+  await p.click(`#mapping-integrations a:text-is("${name}")`);
+  await p.waitForSelector("#views");
+}
+
+// Preview → Finish → the started sync run's page, followed (by its own polling) until it is done.
+async function finishAndFollow(p, shotName) {
+  await p.click("#finish");
+  await p.waitForURL(/\/sync-runs\/\d+/);
+  // The scheduler may have started a run first; then Finish shows that one.
+  assert.match(await p.innerText(".notice"), /Client mapping applied|already running/);
+  await p.waitForSelector("#stages");
+  await p.waitForFunction(() => document.querySelector("#run-state")?.textContent !== "running", null, {
+    timeout: 180_000,
+  });
+  assert.equal(await p.innerText("#run-state"), "succeeded");
+  if (shotName) await shot(p, shotName);
+}
+
+test("N-central's clients: Auto-match all finds no tenant yet, Create unmatched, Preview, Finish", async () => {
+  await openMapping(page, NCENTRAL);
+  // The earlier sync fetched the clients; none is mapped yet.
+  const all = await count(page, "count-all");
+  assert.ok(all > 0, `clients ${all}`);
+  assert.equal(await count(page, "count-unmatched"), all);
+  await page.click("#auto-match");
+  await page.waitForSelector("#notice");
+  assert.match(await page.innerText("#notice"), /Auto-match found no unmatched client/);
+  assert.equal(await count(page, "count-matched"), 0);
+  await page.click("#create-unmatched");
+  await page.waitForSelector("#notice");
+  const m = /^(\d+) unmatched clients? will get a tenant/.exec(await page.innerText("#notice"));
+  assert.ok(m, await page.innerText("#notice"));
+  const created = Number(m[1]);
+  assert.equal(created, all);
+  assert.equal(await count(page, "count-unmatched"), 0);
+  assert.equal(await count(page, "count-matched"), all);
+  assert.match(await page.innerText("#clients tbody tr:first-child"), /Create tenant\s*pending/);
+  await shot(page, "16-mapping-ncentral");
+  await page.click("#preview");
+  await page.waitForSelector("#preview-counts");
+  assert.equal(await count(page, "count-to-create"), created);
+  assert.equal(await count(page, "count-to-match"), 0);
+  assert.equal(await count(page, "count-to-exclude"), 0);
+  assert.equal(await page.locator("#to-create tbody tr").count(), created);
+  await shot(page, "17-preview-ncentral");
+  await finishAndFollow(page, "18-mapping-sync-ncentral");
+});
+
+test("NinjaOne's clients: Refresh, Auto-match by identical names, Accept a suggestion, Exclude, Create the rest, Finish", async () => {
+  await openMapping(page, NINJA);
+  if ((await count(page, "count-all")) === 0) {
+    await page.click("#refresh");
+    await page.waitForSelector("#notice");
+    assert.match(await page.innerText("#notice"), /Refreshed from the RMM: \d+ added/);
+  }
+  const all = await count(page, "count-all");
+  assert.ok(all > 0, `clients ${all}`);
+  // The same companies as in N-central, mostly typed the same: Auto-match takes the identical names.
+  await page.click("#auto-match");
+  await page.waitForSelector("#notice");
+  const am = /Auto-match matched (\d+) clients?/.exec(await page.innerText("#notice"));
+  assert.ok(am, await page.innerText("#notice"));
+  const autoMatched = Number(am[1]);
+  assert.ok(autoMatched > 0);
+  assert.equal(await count(page, "count-matched"), autoMatched);
+  await page.click("#view-matched");
+  assert.match(await page.innerText("#clients .provenance >> nth=0"), /auto · admin/);
+  // Near names are suggestions with a reason and a confidence; accept one.
+  await page.click("#view-unmatched");
+  await page.waitForSelector("#views");
+  await shot(page, "19-mapping-ninjaone-suggestions");
+  let accepted = 0;
+  const row = page.locator("#clients tbody tr", { has: page.locator("button.accept") }).first();
+  if (await row.count()) {
+    assert.match(await row.locator(".suggestion").innerText(), /\d+%/);
+    await row.locator("button.accept").click();
+    await page.waitForSelector("#notice");
+    assert.match(await page.innerText("#notice"), /Client matched/);
+    accepted = 1;
+  }
+  // Exclude one; the Excluded view shows it.
+  const excludedName = (await page.locator("#clients tbody tr .client-name").first().innerText()).trim();
+  await page.locator("#clients tbody tr").first().locator("button.exclude").click();
+  await page.waitForSelector("#notice");
+  assert.equal(await count(page, "count-excluded"), 1);
+  await page.click("#view-excluded");
+  assert.match(await page.innerText("#clients"), new RegExp(excludedName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+  await page.click("#view-unmatched");
+  const rest = await count(page, "count-unmatched");
+  await page.click("#create-unmatched");
+  await page.waitForSelector("#notice");
+  await page.click("#view-all");
+  assert.equal(await count(page, "count-unmatched"), 0);
+  await shot(page, "20-mapping-ninjaone-all");
+  await page.click("#preview");
+  await page.waitForSelector("#preview-counts");
+  assert.equal(await count(page, "count-to-match"), autoMatched + accepted);
+  assert.equal(await count(page, "count-to-create"), rest);
+  assert.equal(await count(page, "count-to-exclude"), 1);
+  assert.equal(await count(page, "count-to-unmatch"), 0);
+  await shot(page, "21-preview-ninjaone");
+  await finishAndFollow(page, "22-mapping-sync-ninjaone");
+  await page.goto(`${BASE}/mapping`);
+  const overview = await page.innerText("#mapping-integrations");
+  assert.doesNotMatch(overview, /nothing imported/);
+  await shot(page, "23-mapping-overview");
+});
+
 test("the edit form shows the set-up help and the redirect URI to paste", async () => {
   await openIntegration(page, NINJA);
   await page.click("#edit");
@@ -206,6 +322,15 @@ test("a viewer sees no admin buttons and is refused an admin action", async () =
     assert.equal(await v.locator(id).count(), 0, `${id} is hidden from viewers`);
   }
   assert.equal(await v.locator('a[href="/users"]').count(), 0);
+  // Client mapping: readable, but without a change button.
+  await openMapping(v, NINJA);
+  assert.ok((await count(v, "count-all")) > 0);
+  for (const sel of ["#refresh", "#auto-match", "#create-unmatched", "button.accept", "button.exclude", "select.tenant-picker"]) {
+    assert.equal(await v.locator(sel).count(), 0, `${sel} is hidden from viewers`);
+  }
+  await v.click("#preview");
+  await v.waitForSelector("#preview-counts");
+  assert.equal(await v.locator("#finish").count(), 0);
   // The server refuses anyway, with a page that says why.
   const csrf = await csrfOf(v);
   const r = await context.request.post(`${BASE}/users`, {
@@ -235,49 +360,15 @@ test("a form posted without the CSRF token is refused", async () => {
   assert.doesNotMatch(await page.innerText("#users"), /csrf-victim/);
 });
 
-// Until the client-mapping pages exist, the admin maps both RMMs' clients through the JSON client
-// mapping API with the browser's own session (cookie + X-CSRF-Token), as a script would: auto-match
-// (identical names), create tenants for the rest, Finish (which starts each device import). The
-// mapping branch replaces this with the real UI flow.
-async function mapAllClients(context, csrf) {
-  const headers = { "X-CSRF-Token": csrf };
-  const list = await context.request.get(`${BASE}/api/v1/integrations`);
-  assert.equal(list.status(), 200);
-  const integrations = await list.json();
-  const started = Date.now();
-  for (const name of [NCENTRAL, NINJA]) {
-    const i = integrations.find((x) => x.name === name);
-    assert.ok(i, `integration ${name}`);
-    for (const step of ["clients/refresh", "clients/auto-match", "clients/create-unmatched", "apply"]) {
-      const r = await context.request.post(`${BASE}/api/v1/integrations/${i.id}/${step}`, { headers });
-      assert.equal(r.status(), 200, `${name} ${step}: ${await r.text()}`);
-    }
-    // Finish started the device import; wait for it before mapping the next RMM, so its clients
-    // auto-match the tenants this one created.
-    for (;;) {
-      const runs = await (await context.request.get(`${BASE}/api/v1/sync-runs?integration_id=${i.id}`)).json();
-      const latest = runs.find((r) => r.integration_id === i.id);
-      if (latest && latest.state !== "running" && latest.started_at >= started - 1000) {
-        assert.equal(latest.state, "succeeded", JSON.stringify(latest));
-        break;
-      }
-      assert.ok(Date.now() - started < 180_000, "the syncs after Finish did not end");
-      await new Promise((res) => setTimeout(res, 500));
-    }
-  }
-}
-
+// Both RMMs were mapped through the client-mapping pages above; their Finish imported the devices.
 test("after mapping, computers are listed, searchable and explained, and decisions can be resolved", async () => {
-  await page.goto(`${BASE}/computers`);
-  await mapAllClients(admin, await csrfOf(page));
-
-  await page.goto(`${BASE}/computers`);
+  await page.click('.sidebar a:text-is("Computers")');
   await page.waitForSelector("#computers");
   const count = await page.innerText("#computer-count");
   const total = Number(count.split(" of ")[1]);
   assert.ok(total > 50, count);
   assert.equal(await page.locator("#computers tbody tr").count(), 50);
-  await shot(page, "16-computers");
+  await shot(page, "24-computers");
   // Keyset paging: the next page starts after the last row, the first page is one click away.
   await page.click("#next-page");
   await page.waitForSelector("#first-page");
@@ -301,19 +392,19 @@ test("after mapping, computers are listed, searchable and explained, and decisio
   assert.equal(await page.locator('#agents [data-kind="ncentral"]').count() >= 1, true);
   assert.equal(await page.locator('#agents [data-kind="ninjaone"]').count() >= 1, true);
   assert.match(await page.innerText("#agents"), /rule: /);
-  await shot(page, "17-computer-why");
+  await shot(page, "25-computer-why");
 
   await page.goto(`${BASE}/tenants`);
   await page.waitForSelector("#tenants");
   assert.ok((await page.locator("#tenants tbody tr").count()) >= 10);
-  await shot(page, "18-tenants");
+  await shot(page, "26-tenants");
   await page.click("#tenants tbody tr:first-child td a");
   await page.waitForSelector("#tenant-clients");
-  await shot(page, "19-tenant");
+  await shot(page, "27-tenant");
 
   await page.goto(`${BASE}/decisions`);
   await page.waitForSelector("h1");
-  await shot(page, "20-decisions");
+  await shot(page, "28-decisions");
   const open = page.locator("#decisions .decision");
   if ((await open.count()) > 0) {
     const first = open.first();
@@ -324,7 +415,7 @@ test("after mapping, computers are listed, searchable and explained, and decisio
     await page.waitForSelector("#decision-notice");
     assert.match(await page.innerText("#decision-notice"), new RegExp(`ManualDecision ${id} resolved by admin`));
     assert.equal(await page.locator(`#decision-${id}`).count(), 0);
-    await shot(page, "21-decision-resolved");
+    await shot(page, "29-decision-resolved");
   } else {
     console.log("# the demo's data raised no ManualDecision; the queue is empty");
   }

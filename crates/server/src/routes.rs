@@ -289,6 +289,31 @@ pub fn table() -> RouteTable {
         .private(M::POST, "/users", ui::users::create)
         .private(M::POST, "/users/{id}", ui::users::update)
         .private(M::POST, "/users/{id}/password", ui::users::reset_password)
+        // UI: client mapping (issue 6 item 4)
+        .private(M::GET, "/mapping", ui::mapping::overview)
+        .private(M::GET, "/integrations/{id}/clients", ui::mapping::clients)
+        .private(
+            M::POST,
+            "/integrations/{id}/clients/refresh",
+            ui::mapping::refresh,
+        )
+        .private(
+            M::POST,
+            "/integrations/{id}/clients/auto-match",
+            ui::mapping::auto_match,
+        )
+        .private(
+            M::POST,
+            "/integrations/{id}/clients/create-unmatched",
+            ui::mapping::create_unmatched,
+        )
+        .private(
+            M::POST,
+            "/integrations/{id}/clients/{client_id}",
+            ui::mapping::set_client,
+        )
+        .private(M::GET, "/integrations/{id}/preview", ui::mapping::preview)
+        .private(M::POST, "/integrations/{id}/apply", ui::mapping::apply)
         .private(M::GET, "/tokens", ui::tokens::list)
         .private(M::POST, "/tokens", ui::tokens::create)
         .private(M::POST, "/tokens/{id}/revoke", ui::tokens::revoke)

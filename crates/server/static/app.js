@@ -1,5 +1,5 @@
 // rmmbridge's own small script. Every page works without it; it only adds conveniences:
-// local times, live progress of running syncs, confirmations, copy buttons, countdowns.
+// local times, live progress of running syncs, confirmations, copy buttons, countdowns, tenant-picker filters.
 "use strict";
 (function () {
   document.documentElement.classList.add("js");
@@ -55,8 +55,31 @@
     }
   });
 
+  // A type-to-filter box in front of each tenant picker (the plain <select> works without it).
+  function tenantFilter(select) {
+    var box = document.createElement("input");
+    box.type = "search";
+    box.className = "picker-filter";
+    box.placeholder = "Filter…";
+    box.setAttribute("aria-label", "Filter tenants");
+    box.addEventListener("input", function () {
+      var needle = box.value.trim().toLowerCase();
+      var first = null;
+      Array.prototype.forEach.call(select.options, function (o) {
+        if (!o.value) return;
+        var show = !needle || o.textContent.toLowerCase().indexOf(needle) !== -1;
+        o.hidden = !show;
+        if (show && !first) first = o;
+      });
+      if (first && (!select.value || select.selectedOptions[0].hidden)) select.value = first.value;
+      if (!first) select.value = "";
+    });
+    select.insertAdjacentElement("beforebegin", box);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    document.querySelectorAll("select.tenant-picker").forEach(tenantFilter);
     document.querySelectorAll("[data-poll]").forEach(poll);
     document.querySelectorAll("[data-countdown]").forEach(function (el) {
       var left = parseInt(el.getAttribute("data-countdown"), 10);

@@ -26,7 +26,7 @@ fn mapping(state: &AppState) -> ClientMapping<'_> {
 
 /// Mapping changes act on every tenant of the hub (Auto-match and Create look at all tenants,
 /// Finish applies everyone's pending links), so a tenant-limited user may not make them.
-fn require_mapper(user: &CurrentUser) -> ApiResult<Actor> {
+pub(crate) fn require_mapper(user: &CurrentUser) -> ApiResult<Actor> {
     user.require(Role::Technician)?;
     if user.tenants != TenantScope::All {
         return Err(ApiError::Forbidden {

@@ -8,6 +8,7 @@ pub mod consent;
 pub mod dashboard;
 pub mod integrations;
 pub mod login;
+pub mod mapping;
 pub mod sync_runs;
 pub mod tokens;
 pub mod users;
@@ -220,6 +221,9 @@ pub fn notice_text(code: Option<&str>) -> Option<&'static str> {
         "sync_started" => "Sync started.",
         "user_updated" => "User updated.",
         "token_revoked" => "API token revoked.",
+        "mapping_applied" => {
+            "Client mapping applied. This sync imports the newly mapped clients' devices and identifies them."
+        }
         _ => return None,
     })
 }

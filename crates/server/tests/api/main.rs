@@ -12,4 +12,5 @@ mod secrets;
 mod sync;
 mod ui;
 mod ui_computers;
+mod ui_mapping;
 mod users_tokens;
