@@ -350,7 +350,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut out = AgentUpsert::default();
-            for chunk in agents.chunks(rows_per_chunk(10)) {
+            for chunk in agents.chunks(rows_per_chunk(p, 10)) {
                 let mut sel = Sql::new(
                     "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
                 );
@@ -456,7 +456,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut written = 0;
-            for chunk in states.chunks(rows_per_chunk(3)) {
+            for chunk in states.chunks(rows_per_chunk(p, 3)) {
                 let mut sql = Sql::new(
                     "UPDATE agents SET state = v.column2, missing_since = v.column3, updated_at = $1
                      FROM (VALUES ",
@@ -491,7 +491,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut changed: Vec<&AgentLink> = Vec::new();
-            for chunk in links.chunks(rows_per_chunk(3)) {
+            for chunk in links.chunks(rows_per_chunk(p, 3)) {
                 let mut sql = Sql::new(
                     "UPDATE agents SET computer_id = v.column2, clone_of = v.column3, updated_at = $1
                      FROM (VALUES ",
@@ -520,7 +520,7 @@ impl Db {
                 .collect();
                 changed.extend(chunk.iter().filter(|l| ids.contains(&l.agent_id)));
             }
-            for chunk in changed.chunks(rows_per_chunk(5)) {
+            for chunk in changed.chunks(rows_per_chunk(p, 5)) {
                 let mut sql = Sql::new(
                     "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence,
                      decided_by, at) VALUES ",

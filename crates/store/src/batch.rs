@@ -1,17 +1,30 @@
 //! Multi-row statements: bound values of mixed types, `$n` placeholders that both backends
-//! understand, and chunking into statements of at most [`MAX_PARAMS`] bound values.
+//! understand, and chunking into statements of at most [`ParamLimit::MAX_PARAMS`] bound values.
 use crate::TenantScope;
 use serde_json::Value;
 
-/// Bound parameters per statement. Far under SQLite's limit (32766; PostgreSQL allows 65535) on
-/// purpose: SQLite finds a numbered parameter's name by walking a list of all of them, and sqlx
-/// asks for every parameter's name, so preparing a statement costs time quadratic in its
-/// parameters (a 30,000-value statement took seconds; thirty of 1,000 take a fraction of one).
-pub(crate) const MAX_PARAMS: usize = 1_000;
+/// Bound parameters per statement, per backend.
+pub(crate) trait ParamLimit {
+    const MAX_PARAMS: usize;
+}
 
-/// Rows per statement when each row binds `per_row` values.
-pub(crate) fn rows_per_chunk(per_row: usize) -> usize {
-    (MAX_PARAMS / per_row.max(1)).max(1)
+/// Far under SQLite's limit (32766) on purpose: SQLite finds a numbered parameter's name by walking
+/// a list of all of them, and sqlx asks for every parameter's name, so preparing a statement costs
+/// time quadratic in its parameters (a 30,000-value statement took seconds; thirty of 1,000 take a
+/// fraction of one).
+impl ParamLimit for sqlx::SqlitePool {
+    const MAX_PARAMS: usize = 1_000;
+}
+
+/// PostgreSQL allows 65535 and prepares in linear time; every statement is a round trip, so fewer,
+/// bigger ones (a first import of 100,000 agents is ~100 statements, not ~2,000).
+impl ParamLimit for sqlx::PgPool {
+    const MAX_PARAMS: usize = 20_000;
+}
+
+/// Rows per statement on the pool's backend when each row binds `per_row` values.
+pub(crate) fn rows_per_chunk<P: ParamLimit>(_pool: &P, per_row: usize) -> usize {
+    (P::MAX_PARAMS / per_row.max(1)).max(1)
 }
 
 /// One bound value. Bound in order by [`bind_args!`].

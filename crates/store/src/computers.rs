@@ -212,7 +212,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut ids = Vec::with_capacity(computers.len());
-            let per = rows_per_chunk(8);
+            let per = rows_per_chunk(p, 8);
             for (chunk, keys) in computers.chunks(per).zip(keys.chunks(per)) {
                 let mut sql = Sql::new(
                     "INSERT INTO computers (tenant_id, name, serial, smbios_uuid, os, last_contact_at,
@@ -267,7 +267,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut written = 0;
-            let per = rows_per_chunk(9);
+            let per = rows_per_chunk(p, 9);
             for (chunk, keys) in updates.chunks(per).zip(keys.chunks(per)) {
                 let mut sql = Sql::new(
                     "UPDATE computers SET tenant_id = v.column2, name = v.column3, serial = v.column4,
@@ -479,7 +479,9 @@ impl Db {
         computer_ids: &[i64],
     ) -> StoreResult<Vec<(i64, i64)>> {
         let mut out = Vec::new();
-        for chunk in computer_ids.chunks(rows_per_chunk(1)) {
+        // A page of a list: small, so the smaller (SQLite) limit serves both backends.
+        for chunk in computer_ids.chunks(<sqlx::SqlitePool as crate::batch::ParamLimit>::MAX_PARAMS)
+        {
             let mut sql = Sql::new(
                 "SELECT DISTINCT a.computer_id, a.integration_id FROM agents a
                  WHERE a.state <> 'retired' AND a.computer_id IN (",
@@ -540,7 +542,7 @@ impl Db {
             .bind(now.0)
             .fetch_all(&mut *tx)
             .await?;
-            for chunk in moved.chunks(rows_per_chunk(1)) {
+            for chunk in moved.chunks(rows_per_chunk(p, 1)) {
                 let mut sql = Sql::new(
                     "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence, decided_by, at)
                      VALUES ",

@@ -158,7 +158,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut raised = 0;
-            for chunk in decisions.chunks(rows_per_chunk(5)) {
+            for chunk in decisions.chunks(rows_per_chunk(p, 5)) {
                 let mut sql = Sql::new(
                     "INSERT INTO manual_decisions (agent_id, candidate_computer_id, kind, reason,
                      evidence, created_at) VALUES ",

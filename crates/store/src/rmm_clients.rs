@@ -448,7 +448,7 @@ impl Db {
                     out.vanished.push(e.external_id.clone());
                 }
             }
-            for chunk in new.chunks(rows_per_chunk(4)) {
+            for chunk in new.chunks(rows_per_chunk(p, 4)) {
                 let mut sql = Sql::new(
                     "INSERT INTO rmm_clients (integration_id, external_id, parent_external_id, kind, name,
                      first_seen_at, last_seen_at) VALUES ",

@@ -322,7 +322,7 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin().await?;
             let mut written = 0;
-            for chunk in items.chunks(rows_per_chunk(4)) {
+            for chunk in items.chunks(rows_per_chunk(p, 4)) {
                 let mut sql = Sql::new(
                     "INSERT INTO sync_plan_items (run_id, external_id, agent_id, action, diffs) VALUES ",
                 );

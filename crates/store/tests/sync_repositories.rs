@@ -2381,23 +2381,23 @@ both!(two_workers_cannot_both_start_a_sync, |db: Db| async move {
     );
 });
 
-// Batches larger than one statement's share of bound parameters (1,000) are split into several
-// statements; the results must not show it.
+// Batches larger than one statement's share of bound parameters (1,000 on SQLite, 20,000 on PostgreSQL) are
+// split into several statements; the results must not show it.
 both!(large_batches_cross_statement_chunks, |db: Db| async move {
     let i = integration(&db, "N-central").await;
     let t = db.create_tenant("Acme Inc", T0).await.unwrap();
-    let clients: Vec<_> = (0..1_200)
+    let clients: Vec<_> = (0..5_200)
         .map(|n| company(&format!("c{n}"), &format!("Client {n:05}")))
         .collect();
     let refresh = db.refresh_rmm_clients(i, &clients, T0).await.unwrap();
-    assert_eq!(refresh.added.len(), 1_200);
+    assert_eq!(refresh.added.len(), 5_200);
     let links = db.list_client_links(i).await.unwrap();
-    assert_eq!(links.len(), 1_200, "every client has its link");
+    assert_eq!(links.len(), 5_200, "every client has its link");
     assert!(links.iter().all(|l| l.state == ClientLinkState::Unmatched));
     let again = db.refresh_rmm_clients(i, &clients, at(1)).await.unwrap();
-    assert_eq!((again.changes(), again.unchanged), (0, 1_200));
+    assert_eq!((again.changes(), again.unchanged), (0, 5_200));
 
-    let writes: Vec<_> = (0..1_100)
+    let writes: Vec<_> = (0..2_100)
         .map(|n| {
             agent(
                 &n.to_string(),
@@ -2407,7 +2407,7 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
         })
         .collect();
     let up = db.upsert_agents(i, &writes, T0).await.unwrap();
-    assert_eq!(up.inserted, 1_100);
+    assert_eq!(up.inserted, 2_100);
     assert!(
         up.ids
             .iter()
@@ -2421,7 +2421,7 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
             .map(|(_, id)| *id)
             .collect::<HashSet<_>>()
             .len(),
-        1_100
+        2_100
     );
     let snap = db.agent_snapshot(i).await.unwrap();
     assert!(
@@ -2430,15 +2430,15 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
         "every agent filed under its client"
     );
     let same = db.upsert_agents(i, &writes, at(1)).await.unwrap();
-    assert_eq!((same.unchanged, same.rows_written()), (1_100, 0));
+    assert_eq!((same.unchanged, same.rows_written()), (2_100, 0));
     assert_eq!(same.ids, up.ids);
 
-    let new: Vec<_> = (0..1_300)
+    let new: Vec<_> = (0..2_600)
         .map(|n| computer(t.id, &format!("WS-{n:05}"), None))
         .collect();
     let ids = db.create_computers(&new, T0).await.unwrap();
-    assert_eq!(ids.len(), 1_300);
-    for n in [0, 124, 125, 999, 1_000, 1_299] {
+    assert_eq!(ids.len(), 2_600);
+    for n in [0, 124, 125, 999, 1_000, 1_299, 2_499, 2_500, 2_599] {
         assert_eq!(
             computer_row(&db, ids[n]).await.name,
             format!("WS-{n:05}"),
@@ -2451,7 +2451,7 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
         .enumerate()
         .map(|(n, (_, a))| link(*a, ids[n], "serial"))
         .collect();
-    assert_eq!(db.link_agents(&links, at(2)).await.unwrap(), 1_100);
+    assert_eq!(db.link_agents(&links, at(2)).await.unwrap(), 2_100);
     assert_eq!(db.link_agents(&links, at(3)).await.unwrap(), 0);
     assert!(
         db.agent_snapshot(i)
@@ -2460,13 +2460,13 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
             .iter()
             .all(|a| a.computer_id.is_some())
     );
-    assert_eq!(db.agent_evidence(up.ids[1_099].1).await.unwrap().len(), 1);
+    assert_eq!(db.agent_evidence(up.ids[2_099].1).await.unwrap().len(), 1);
     let states: Vec<_> = up
         .ids
         .iter()
         .map(|(_, a)| (*a, AgentState::Missing, Some(at(4))))
         .collect();
-    assert_eq!(db.set_agent_states(&states, at(4)).await.unwrap(), 1_100);
+    assert_eq!(db.set_agent_states(&states, at(4)).await.unwrap(), 2_100);
     assert_eq!(db.set_agent_states(&states, at(5)).await.unwrap(), 0);
     let updates: Vec<_> = ids
         .iter()
@@ -2481,13 +2481,13 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
             last_contact_at: c.last_contact_at,
         })
         .collect();
-    assert_eq!(db.update_computers(&updates, at(6)).await.unwrap(), 1_300);
+    assert_eq!(db.update_computers(&updates, at(6)).await.unwrap(), 2_600);
     assert_eq!(db.update_computers(&updates, at(7)).await.unwrap(), 0);
     assert_eq!(
         db.retire_computers_without_live_agents(at(8))
             .await
             .unwrap(),
-        200,
+        500,
         "the computers without agents"
     );
     let page = db
@@ -2498,7 +2498,7 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
         })
         .await
         .unwrap();
-    assert_eq!(page.total, 1_100);
+    assert_eq!(page.total, 2_100);
     let raised = db
         .raise_decisions(
             &up.ids
@@ -2509,12 +2509,12 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
         )
         .await
         .unwrap();
-    assert_eq!(raised, 1_100);
+    assert_eq!(raised, 2_100);
     let run = db
         .start_sync_run(i, "devices", "scheduler", at(10))
         .await
         .unwrap();
-    let items: Vec<_> = (0..1_100)
+    let items: Vec<_> = (0..2_100)
         .map(|n| NewPlanItem {
             external_id: n.to_string(),
             agent_id: Some(up.ids[n].1),
@@ -2522,10 +2522,10 @@ both!(large_batches_cross_statement_chunks, |db: Db| async move {
             diffs: json!([]),
         })
         .collect();
-    assert_eq!(db.add_plan_items(run.id, &items).await.unwrap(), 1_100);
+    assert_eq!(db.add_plan_items(run.id, &items).await.unwrap(), 2_100);
     assert_eq!(
         db.plan_item_counts(run.id).await.unwrap(),
-        [("missing".to_owned(), 1_100)]
+        [("missing".to_owned(), 2_100)]
     );
 });
 
