@@ -986,8 +986,8 @@ impl Evidence {
 
     fn explain_dyn(&self, integration: &dyn Fn(i64) -> String) -> String {
         let of_agent = || match (self.matched_agent_id, self.integration_id) {
-            (Some(a), Some(i)) => format!("agent {a} ({})", integration(i)),
-            (Some(a), None) => format!("agent {a}"),
+            (Some(a), Some(i)) => format!("agent #{a} of {}", integration(i)),
+            (Some(a), None) => format!("agent #{a}"),
             _ => "another agent".to_owned(),
         };
         let value = self.value.as_deref().unwrap_or("?");
@@ -1710,7 +1710,7 @@ mod tests {
             } else {
                 "?".into()
             }),
-            format!("Same SMBIOS UUID {U1} as agent 12 (N-central)")
+            format!("Same SMBIOS UUID {U1} as agent #12 of N-central")
         );
     }
 

@@ -72,7 +72,7 @@ pub fn link_sentence(
             if evidence.get("reinstall").and_then(Value::as_bool) == Some(true) {
                 let old = parsed
                     .matched_agent_id
-                    .map(|a| format!("agent {a}"))
+                    .map(|a| format!("agent #{a}"))
                     .unwrap_or_else(|| "an agent".into());
                 s.push_str(&format!(
                     "; a reinstall: it replaces {old}, which went missing in the same integration"
@@ -256,7 +256,7 @@ mod tests {
         });
         assert_eq!(
             link_sentence("smbios_uuid", &ev, "sync", &names),
-            "Same SMBIOS UUID 4c4c4544-0042 as agent 7 (N-central) (decided by the sync)"
+            "Same SMBIOS UUID 4c4c4544-0042 as agent #7 of N-central (decided by the sync)"
         );
         let ev = json!({
             "rule": "serial", "value": "ABC", "hostname_a": "WS-01", "hostname_b": "WS-01",
@@ -264,8 +264,8 @@ mod tests {
         });
         assert_eq!(
             link_sentence("serial", &ev, "sync", &names),
-            "Same serial number ABC as agent 9 (integration 5), hostnames \"WS-01\" and \"WS-01\" agree; \
-             a reinstall: it replaces agent 9, which went missing in the same integration (decided by the sync)"
+            "Same serial number ABC as agent #9 of integration 5, hostnames \"WS-01\" and \"WS-01\" agree; \
+             a reinstall: it replaces agent #9, which went missing in the same integration (decided by the sync)"
         );
     }
 

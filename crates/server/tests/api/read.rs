@@ -425,7 +425,7 @@ both!(
         assert_eq!(
             linked["identification"]["why"],
             format!(
-                "Same serial number {serial} as agent {} (N-central), hostnames {:?} and {:?} agree (decided by the sync)",
+                "Same serial number {serial} as agent #{} of N-central, hostnames {:?} and {:?} agree (decided by the sync)",
                 other["id"],
                 ev["hostname_a"].as_str().unwrap(),
                 ev["hostname_b"].as_str().unwrap(),
