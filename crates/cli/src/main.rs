@@ -11,6 +11,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc returns freed memory to the system more readily than glibc's per-thread arenas, which
+/// keeps a 100,000-device sync's peak RSS lower (measured with `rmmbridge bench sync`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rmmbridge",
