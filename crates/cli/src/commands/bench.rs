@@ -4,7 +4,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use rmmbridge_core::IntegrationKind;
 use rmmbridge_core::plan::RunCounts;
-use rmmbridge_core::rmm::RmmClientKind;
 use rmmbridge_core::secret::MasterKey;
 use rmmbridge_core::secret::SecretString;
 use rmmbridge_rmm::Connector;
@@ -13,14 +12,14 @@ use rmmbridge_rmm::ninjaone::{NinjaConnector, NinjaGrant, NinjaSettings, NoStore
 use rmmbridge_server::config::{Overrides, Settings};
 use rmmbridge_server::services::audit::Actor;
 use rmmbridge_server::services::integrations::{self, IntegrationInput};
+use rmmbridge_server::services::mapping::{ClientMapping, SyncAfter};
 use rmmbridge_server::startup::{Services, services_with_db};
-use rmmbridge_server::state::now;
 use rmmbridge_sim::fleet::FleetConfig;
 use rmmbridge_sim::fleet::{Change, Fleet, FleetError, Overrides as DeviceChange};
 use rmmbridge_sim::ncentral::{NcentralConfig, NcentralSim};
 use rmmbridge_sim::ninjaone::{NinjaConfig, NinjaSim};
 use rmmbridge_store::testing::TestDb;
-use rmmbridge_store::{ClientLinkChange, ClientLinkState, ComputerQuery, Provenance, TenantScope};
+use rmmbridge_store::{ComputerQuery, TenantScope};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -340,31 +339,16 @@ async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
             &sim.integration(a.concurrency),
         )
         .await?;
-        // Map every company onto a tenant of its name, as "Create unmatched" and Finish would.
-        let connector = services.connectors.get(&i).await?;
-        let t = now();
-        db.refresh_rmm_clients(i.id, &connector.list_clients().await?, t)
-            .await?;
-        let changes: Vec<(i64, ClientLinkChange)> = db
-            .list_client_links(i.id)
-            .await?
-            .into_iter()
-            .filter(|l| l.kind == RmmClientKind::Company)
-            .map(|l| {
-                (
-                    l.id,
-                    ClientLinkChange {
-                        state: ClientLinkState::Create,
-                        tenant_id: None,
-                        provenance: Provenance::Manual,
-                        decided_by: Some("bench".into()),
-                        reason: None,
-                    },
-                )
-            })
-            .collect();
-        db.set_client_links(&changes, t).await?;
-        db.apply_client_links(i.id, "bench", t).await?;
+        // Every company onto a tenant of its name: Create unmatched, then Finish, as an admin would.
+        let mapping = ClientMapping {
+            db,
+            connectors: &services.connectors,
+            sync: &services.sync,
+        };
+        let actor = Actor::cli();
+        mapping.refresh(i.id, &actor).await?;
+        mapping.create_unmatched(i.id, &actor).await?;
+        mapping.apply(i.id, &actor, SyncAfter::Caller).await?;
         ids.push(i.id);
     }
 
