@@ -196,3 +196,96 @@ macro_rules! both {
         }
     };
 }
+
+impl TestApp {
+    /// An N-central integration pointing at a simulator, created as the CLI would.
+    pub async fn ncentral_integration(
+        &self,
+        nc: &rmmbridge_sim::ncentral::NcentralSim,
+        name: &str,
+        options: serde_json::Value,
+    ) -> i64 {
+        let info = nc.connection_info();
+        self.create_integration(rmmbridge_server::services::integrations::IntegrationInput {
+            kind: rmmbridge_core::IntegrationKind::Ncentral,
+            name: name.into(),
+            settings: serde_json::json!({"server_url": nc.url()}),
+            secrets: serde_json::json!({"jwt": info["jwt"]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            options,
+        })
+        .await
+    }
+
+    /// A NinjaOne integration pointing at a simulator, with the client-credentials grant (no
+    /// consent needed).
+    pub async fn ninjaone_integration(
+        &self,
+        nj: &rmmbridge_sim::ninjaone::NinjaSim,
+        name: &str,
+        options: serde_json::Value,
+    ) -> i64 {
+        let info = nj.connection_info();
+        self.create_integration(rmmbridge_server::services::integrations::IntegrationInput {
+            kind: rmmbridge_core::IntegrationKind::Ninjaone,
+            name: name.into(),
+            settings: serde_json::json!({"instance": nj.url(), "client_id": info["client_id"],
+                "grant": "client_credentials"}),
+            secrets: serde_json::json!({"client_secret": info["client_secret"]})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            options,
+        })
+        .await
+    }
+
+    async fn create_integration(
+        &self,
+        input: rmmbridge_server::services::integrations::IntegrationInput,
+    ) -> i64 {
+        rmmbridge_server::services::integrations::create(
+            &self.state.db,
+            &self.state.vault,
+            &Actor::cli(),
+            &input,
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    /// Every company of an integration onto a tenant of its own name, applied (Finish) straight
+    /// in the store, as "Create unmatched" would: companies of both RMMs with the same name land in
+    /// the same tenant. The client list must have been refreshed (a sync does that first).
+    pub async fn map_every_company(&self, integration_id: i64) {
+        use rmmbridge_store::{ClientLinkChange, ClientLinkState, Provenance};
+        let db = &self.state.db;
+        let t = rmmbridge_server::state::now();
+        let changes: Vec<(i64, ClientLinkChange)> = db
+            .list_client_links(integration_id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|l| l.kind == rmmbridge_core::rmm::RmmClientKind::Company)
+            .map(|l| {
+                (
+                    l.id,
+                    ClientLinkChange {
+                        state: ClientLinkState::Create,
+                        tenant_id: None,
+                        provenance: Provenance::Manual,
+                        decided_by: Some("test".into()),
+                        reason: None,
+                    },
+                )
+            })
+            .collect();
+        db.set_client_links(&changes, t).await.unwrap();
+        db.apply_client_links(integration_id, "test", t)
+            .await
+            .unwrap();
+    }
+}

@@ -3,8 +3,6 @@
 use crate::both;
 use crate::helpers::{ApiClient, TestApp};
 use rmmbridge_core::Role;
-use rmmbridge_server::services::audit::Actor;
-use rmmbridge_server::services::integrations::{self as svc, IntegrationInput};
 use rmmbridge_sim::fleet::FleetConfig;
 use rmmbridge_sim::ncentral::{NcentralConfig, NcentralSim};
 use rmmbridge_store::{AuditQuery, SyncRunState};
@@ -19,25 +17,6 @@ struct World {
     nc: NcentralSim,
     id: i64,
     admin: ApiClient,
-}
-
-async fn integration(app: &TestApp, nc: &NcentralSim, name: &str) -> i64 {
-    let info = nc.connection_info();
-    svc::create(
-        &app.state.db,
-        &app.state.vault,
-        &Actor::cli(),
-        &IntegrationInput {
-            kind: rmmbridge_core::IntegrationKind::Ncentral,
-            name: name.into(),
-            settings: json!({"server_url": nc.url()}),
-            secrets: json!({"jwt": info["jwt"]}).as_object().cloned().unwrap(),
-            options: json!({}),
-        },
-    )
-    .await
-    .unwrap()
-    .id
 }
 
 /// A simulated N-central whose companies carry the given names (in id order).
@@ -59,7 +38,7 @@ async fn world(app: TestApp, names: [&str; 4]) -> World {
     for (id, name) in COMPANIES.iter().zip(names) {
         nc.common().fleet_mut().rename_client(*id, name, 0).unwrap();
     }
-    let id = integration(&app, &nc, "N-central").await;
+    let id = app.ncentral_integration(&nc, "N-central", json!({})).await;
     let (_, token) = app.user_with_token("admin", Role::Admin).await;
     let admin = app.api(&token);
     World { app, nc, id, admin }
@@ -483,7 +462,7 @@ both!(errors_roles_and_tenant_scope, |app: TestApp| async move {
     )
     .await;
     assert_eq!(s, 404);
-    let other = integration(&w.app, &w.nc, "Second").await;
+    let other = w.app.ncentral_integration(&w.nc, "Second", json!({})).await;
     let (s, body) = status_of(
         w.admin
             .post(&format!("/api/v1/integrations/{other}/clients/{a}/exclude"))

@@ -5,11 +5,11 @@ use crate::helpers::{ApiClient, TestApp};
 use rmmbridge_core::Role;
 use rmmbridge_core::identify::{normalise_serial, normalise_uuid};
 use rmmbridge_server::services::audit::Actor;
-use rmmbridge_server::services::integrations::{self as svc, IntegrationInput};
+use rmmbridge_server::services::integrations as svc;
 use rmmbridge_sim::fleet::{FleetConfig, Overrides};
 use rmmbridge_sim::ncentral::{NcentralConfig, NcentralSim};
 use rmmbridge_sim::ninjaone::{NinjaConfig, NinjaSim};
-use rmmbridge_store::{AgentState, ClientLinkChange, ClientLinkState, Provenance, TenantScope};
+use rmmbridge_store::{AgentState, TenantScope};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -53,39 +53,8 @@ pub async fn world(app: TestApp) -> World {
     )
     .await
     .unwrap();
-    let (ni, ji) = (nc.connection_info(), nj.connection_info());
-    let obj = |v: Value| v.as_object().cloned().unwrap();
-    let actor = Actor::cli();
-    let nc_id = svc::create(
-        &app.state.db,
-        &app.state.vault,
-        &actor,
-        &IntegrationInput {
-            kind: rmmbridge_core::IntegrationKind::Ncentral,
-            name: "N-central".into(),
-            settings: json!({"server_url": nc.url()}),
-            secrets: obj(json!({"jwt": ni["jwt"]})),
-            options: json!({}),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    let nj_id = svc::create(
-        &app.state.db,
-        &app.state.vault,
-        &actor,
-        &IntegrationInput {
-            kind: rmmbridge_core::IntegrationKind::Ninjaone,
-            name: "NinjaOne".into(),
-            settings: json!({"instance": nj.url(), "client_id": ji["client_id"], "grant": "client_credentials"}),
-            secrets: obj(json!({"client_secret": ji["client_secret"]})),
-            options: json!({}),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let nc_id = app.ncentral_integration(&nc, "N-central", json!({})).await;
+    let nj_id = app.ninjaone_integration(&nj, "NinjaOne", json!({})).await;
     World {
         app,
         nc,
@@ -98,32 +67,8 @@ pub async fn world(app: TestApp) -> World {
 impl World {
     /// Every company onto a tenant of its name (Finish), then a sync that identifies.
     pub async fn map_and_sync(&self, integration_id: i64) {
-        let db = &self.app.state.db;
-        let t = rmmbridge_server::state::now();
         self.sync(integration_id).await;
-        let changes: Vec<(i64, ClientLinkChange)> = db
-            .list_client_links(integration_id)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|l| l.kind == rmmbridge_core::rmm::RmmClientKind::Company)
-            .map(|l| {
-                (
-                    l.id,
-                    ClientLinkChange {
-                        state: ClientLinkState::Create,
-                        tenant_id: None,
-                        provenance: Provenance::Manual,
-                        decided_by: Some("test".into()),
-                        reason: None,
-                    },
-                )
-            })
-            .collect();
-        db.set_client_links(&changes, t).await.unwrap();
-        db.apply_client_links(integration_id, "test", t)
-            .await
-            .unwrap();
+        self.app.map_every_company(integration_id).await;
         self.sync(integration_id).await;
     }
 

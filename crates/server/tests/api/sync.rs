@@ -5,12 +5,10 @@ use crate::both;
 use crate::helpers::TestApp;
 use rmmbridge_core::Role;
 use rmmbridge_core::identify::{normalise_serial, normalise_uuid};
-use rmmbridge_server::services::audit::Actor;
-use rmmbridge_server::services::integrations::{self as svc, IntegrationInput};
 use rmmbridge_sim::fleet::{FleetConfig, Overrides};
 use rmmbridge_sim::ncentral::{NcentralConfig, NcentralSim};
 use rmmbridge_sim::ninjaone::{NinjaConfig, NinjaSim};
-use rmmbridge_store::{AgentState, ClientLinkChange, ClientLinkState, Provenance};
+use rmmbridge_store::AgentState;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
@@ -54,39 +52,10 @@ async fn world(app: TestApp, options: Value) -> World {
     )
     .await
     .unwrap();
-    let (ni, ji) = (nc.connection_info(), nj.connection_info());
-    let obj = |v: Value| v.as_object().cloned().unwrap();
-    let actor = Actor::cli();
-    let nc_id = svc::create(
-        &app.state.db,
-        &app.state.vault,
-        &actor,
-        &IntegrationInput {
-            kind: rmmbridge_core::IntegrationKind::Ncentral,
-            name: "N-central".into(),
-            settings: json!({"server_url": nc.url()}),
-            secrets: obj(json!({"jwt": ni["jwt"]})),
-            options: options.clone(),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
-    let nj_id = svc::create(
-        &app.state.db,
-        &app.state.vault,
-        &actor,
-        &IntegrationInput {
-            kind: rmmbridge_core::IntegrationKind::Ninjaone,
-            name: "NinjaOne".into(),
-            settings: json!({"instance": nj.url(), "client_id": ji["client_id"], "grant": "client_credentials"}),
-            secrets: obj(json!({"client_secret": ji["client_secret"]})),
-            options,
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let nc_id = app
+        .ncentral_integration(&nc, "N-central", options.clone())
+        .await;
+    let nj_id = app.ninjaone_integration(&nj, "NinjaOne", options).await;
     World {
         app,
         nc,
@@ -100,31 +69,9 @@ impl World {
     /// Maps every company onto a tenant of its own name (Finish), as an admin would with
     /// "Create unmatched" — clients of both RMMs with the same name land in the same tenant.
     async fn map_all(&self, integration_id: i64) {
-        let db = &self.app.state.db;
-        let t = rmmbridge_server::state::now();
         // A sync refreshes the client list first.
         let _ = self.sync(integration_id).await;
-        let links = db.list_client_links(integration_id).await.unwrap();
-        let changes: Vec<(i64, ClientLinkChange)> = links
-            .iter()
-            .filter(|l| l.kind == rmmbridge_core::rmm::RmmClientKind::Company)
-            .map(|l| {
-                (
-                    l.id,
-                    ClientLinkChange {
-                        state: ClientLinkState::Create,
-                        tenant_id: None,
-                        provenance: Provenance::Manual,
-                        decided_by: Some("test".into()),
-                        reason: None,
-                    },
-                )
-            })
-            .collect();
-        db.set_client_links(&changes, t).await.unwrap();
-        db.apply_client_links(integration_id, "test", t)
-            .await
-            .unwrap();
+        self.app.map_every_company(integration_id).await;
     }
 
     async fn sync(&self, integration_id: i64) -> Value {

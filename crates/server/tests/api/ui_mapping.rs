@@ -3,8 +3,6 @@
 use crate::both;
 use crate::helpers::{PASSWORD, TestApp};
 use rmmbridge_core::Role;
-use rmmbridge_server::services::audit::Actor;
-use rmmbridge_server::services::integrations::{self as svc, IntegrationInput};
 use rmmbridge_sim::fleet::FleetConfig;
 use rmmbridge_sim::ncentral::{NcentralConfig, NcentralSim};
 use rmmbridge_store::{SyncRunState, TenantScope};
@@ -47,22 +45,9 @@ async fn world(app: TestApp) -> World {
             .rename_client(100 + i as i64, name, 0)
             .unwrap();
     }
-    let info = nc.connection_info();
-    let id = svc::create(
-        &app.state.db,
-        &app.state.vault,
-        &Actor::cli(),
-        &IntegrationInput {
-            kind: rmmbridge_core::IntegrationKind::Ncentral,
-            name: "Contoso N-central".into(),
-            settings: json!({"server_url": nc.url()}),
-            secrets: json!({"jwt": info["jwt"]}).as_object().cloned().unwrap(),
-            options: json!({}),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let id = app
+        .ncentral_integration(&nc, "Contoso N-central", json!({}))
+        .await;
     app.add_user("ada", Role::Admin).await;
     let (browser, csrf) = app.sign_in("ada", PASSWORD).await;
     World {
