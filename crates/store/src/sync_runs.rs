@@ -352,45 +352,9 @@ impl Db {
         })
     }
 
-    /// A page of a run's plan, optionally of one action, in insertion order.
-    pub async fn plan_items(
-        &self,
-        run_id: i64,
-        action: Option<&str>,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Vec<PlanItem>> {
-        let rows = with_db!(self, |p| {
-            sqlx::query_as::<_, (i64, i64, String, Option<i64>, String, Json<Value>)>(
-                "SELECT id, run_id, external_id, agent_id, action, diffs FROM sync_plan_items
-                 WHERE run_id = $1 AND ($2 IS NULL OR action = $2)
-                 ORDER BY id LIMIT $3 OFFSET $4",
-            )
-            .bind(run_id)
-            .bind(action)
-            .bind(limit.clamp(1, 1000))
-            .bind(offset.max(0))
-            .fetch_all(p)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, run_id, external_id, agent_id, action, diffs)| PlanItem {
-                    id,
-                    run_id,
-                    external_id,
-                    agent_id,
-                    action,
-                    diffs: diffs.0,
-                },
-            )
-            .collect())
-    }
-
     /// A keyset page of a run's plan, optionally of one action, in insertion order: the items
     /// after plan item `after_id` (0 for the first page).
-    pub async fn plan_items_after(
+    pub async fn plan_items(
         &self,
         run_id: i64,
         action: Option<&str>,

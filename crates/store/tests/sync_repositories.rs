@@ -2293,7 +2293,7 @@ both!(plan_items_page_and_count, |db: Db| async move {
     assert_eq!(db.add_plan_items(run.id, &items[2..]).await.unwrap(), 3);
     assert_eq!(db.add_plan_items(run.id, &[]).await.unwrap(), 0);
 
-    let all = db.plan_items(run.id, None, 100, 0).await.unwrap();
+    let all = db.plan_items(run.id, None, 0, 100).await.unwrap();
     assert_eq!(
         all.iter()
             .map(|p| (p.external_id.as_str(), p.action.as_str(), p.agent_id))
@@ -2310,7 +2310,7 @@ both!(plan_items_page_and_count, |db: Db| async move {
     assert!(all.iter().all(|p| p.run_id == run.id));
     assert_eq!(all[0].diffs[0]["new"], json!("WS-1"));
     let changed = db
-        .plan_items(run.id, Some("changed"), 100, 0)
+        .plan_items(run.id, Some("changed"), 0, 100)
         .await
         .unwrap();
     assert_eq!(
@@ -2321,7 +2321,7 @@ both!(plan_items_page_and_count, |db: Db| async move {
         ["1", "4"]
     );
     let page: Vec<_> = db
-        .plan_items(run.id, None, 2, 2)
+        .plan_items(run.id, None, all[1].id, 2)
         .await
         .unwrap()
         .into_iter()
@@ -2330,7 +2330,7 @@ both!(plan_items_page_and_count, |db: Db| async move {
     assert_eq!(page, ["3", "4"]);
     assert_eq!(db.plan_items(run.id, None, 0, 0).await.unwrap().len(), 1);
     assert!(
-        db.plan_items(run.id, Some("retired"), 100, 0)
+        db.plan_items(run.id, Some("retired"), 0, 100)
             .await
             .unwrap()
             .is_empty()
@@ -2355,7 +2355,7 @@ both!(plan_items_page_and_count, |db: Db| async move {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
-    assert_eq!(db.plan_items(run.id, None, 100, 0).await.unwrap().len(), 5);
+    assert_eq!(db.plan_items(run.id, None, 0, 100).await.unwrap().len(), 5);
 });
 
 both!(two_workers_cannot_both_start_a_sync, |db: Db| async move {

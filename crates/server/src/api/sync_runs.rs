@@ -165,10 +165,7 @@ pub async fn sync_run_plan(
     };
     let limit = super::clamp_limit(p.limit, 100, 1000);
     let action = p.action.as_deref().filter(|a| !a.is_empty());
-    let mut items = state
-        .db
-        .plan_items_after(id, action, after, limit + 1)
-        .await?;
+    let mut items = state.db.plan_items(id, action, after, limit + 1).await?;
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let next_cursor = match (more, items.last()) {

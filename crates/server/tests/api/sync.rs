@@ -355,7 +355,7 @@ both!(
         );
         // The plan of the run names the changed field.
         let run = db.last_sync_run(w.nj_id).await.unwrap().unwrap();
-        let changed = db.plan_items(run.id, Some("changed"), 10, 0).await.unwrap();
+        let changed = db.plan_items(run.id, Some("changed"), 0, 10).await.unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].diffs[0]["field"], "hostname");
         assert_eq!(changed[0].diffs[0]["to"], "RENAMED-PC");
