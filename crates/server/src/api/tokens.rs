@@ -118,14 +118,8 @@ pub async fn revoke_token(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    let token = state
-        .db
-        .list_api_tokens(None)
+    let token = svc::token_for(&state.db, &user, id)
         .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        // Someone else's token is reported as missing unless you are an admin.
-        .filter(|t| t.user_id == user.id || user.role.allows(Role::Admin))
         .ok_or(ApiError::NotFound("API token"))?;
     svc::revoke_token(&state.db, &Actor::from(&user), &token).await?;
     Ok(StatusCode::NO_CONTENT)

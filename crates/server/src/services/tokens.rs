@@ -1,8 +1,10 @@
 //! API tokens: shown once at creation, stored as a SHA-256 only.
 
 use super::audit::{self, Actor};
+use crate::auth::CurrentUser;
 use crate::auth::tokens;
 use crate::state::now;
+use rmmbridge_core::Role;
 use rmmbridge_store::{ApiToken, Db, NewApiToken, StoreError};
 use serde_json::json;
 
@@ -40,6 +42,21 @@ pub async fn create_token(
     )
     .await?;
     Ok(CreatedToken { record, token })
+}
+
+/// Token `id` if `user` may see and revoke it: their own, or anyone's for an admin. Someone else's
+/// token is `None`, as if it did not exist.
+pub async fn token_for(
+    db: &Db,
+    user: &CurrentUser,
+    id: i64,
+) -> Result<Option<ApiToken>, StoreError> {
+    Ok(db
+        .list_api_tokens(None)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .filter(|t| t.user_id == user.id || user.role.allows(Role::Admin)))
 }
 
 pub async fn revoke_token(db: &Db, actor: &Actor, token: &ApiToken) -> Result<(), StoreError> {
