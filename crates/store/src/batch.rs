@@ -8,12 +8,10 @@ pub(crate) trait ParamLimit {
     const MAX_PARAMS: usize;
 }
 
-/// Far under SQLite's limit (32766) on purpose: SQLite finds a numbered parameter's name by walking
-/// a list of all of them, and sqlx asks for every parameter's name, so preparing a statement costs
-/// time quadratic in its parameters (a 30,000-value statement took seconds; thirty of 1,000 take a
-/// fraction of one).
+/// Under SQLite's limit (32766) with room for values a statement uses more than once (they are
+/// bound once per use, see [`Placeholders`]).
 impl ParamLimit for sqlx::SqlitePool {
-    const MAX_PARAMS: usize = 1_000;
+    const MAX_PARAMS: usize = 4_000;
 }
 
 /// PostgreSQL allows 65535 and prepares in linear time; every statement is a round trip, so fewer,
@@ -27,7 +25,7 @@ pub(crate) fn rows_per_chunk<P: ParamLimit>(_pool: &P, per_row: usize) -> usize 
     (P::MAX_PARAMS / per_row.max(1)).max(1)
 }
 
-/// One bound value. Bound in order by [`bind_args!`].
+/// One bound value, bound by [`bind_args!`].
 #[derive(Clone, Debug)]
 pub(crate) enum Arg<'a> {
     Int(i64),
@@ -92,18 +90,76 @@ impl<'a> Sql<'a> {
     }
 }
 
-/// Binds every [`Arg`] of `$args` to the query `$q`, whichever backend it is for.
+/// How a backend wants its placeholders: `$n` as written, or rewritten.
+pub(crate) trait Placeholders {
+    /// The statement text and its values in the order the backend binds them.
+    fn render<'a>(&self, sql: &Sql<'a>) -> (String, Vec<Arg<'a>>);
+}
+
+impl Placeholders for sqlx::PgPool {
+    fn render<'a>(&self, sql: &Sql<'a>) -> (String, Vec<Arg<'a>>) {
+        (sql.text.clone(), sql.args.clone())
+    }
+}
+
+/// SQLite gets anonymous `?` placeholders, a value bound once per use. With numbered ones, sqlx
+/// looks each parameter's name up through SQLite's list of all of them, which made binding a
+/// statement cost time quadratic in its parameters (the top entry of a sync's profile).
+impl Placeholders for sqlx::SqlitePool {
+    fn render<'a>(&self, sql: &Sql<'a>) -> (String, Vec<Arg<'a>>) {
+        anonymous_placeholders(sql)
+    }
+}
+
+/// Rewrites `$n` to `?` outside quoted literals, repeating values used more than once.
+pub(crate) fn anonymous_placeholders<'a>(sql: &Sql<'a>) -> (String, Vec<Arg<'a>>) {
+    let bytes = sql.text.as_bytes();
+    let mut text = String::with_capacity(sql.text.len());
+    let mut args = Vec::with_capacity(sql.args.len());
+    let mut quoted = false;
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\'' {
+            quoted = !quoted;
+        } else if b == b'$' && !quoted {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if digits > 0 {
+                let n: usize = sql.text[i + 1..i + 1 + digits].parse().unwrap_or(0);
+                if let Some(a) = n.checked_sub(1).and_then(|k| sql.args.get(k)) {
+                    text.push_str(&sql.text[start..i]);
+                    text.push('?');
+                    args.push(a.clone());
+                    i += 1 + digits;
+                    start = i;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    text.push_str(&sql.text[start..]);
+    (text, args)
+}
+
+/// Builds the query `$ctor` (such as `sqlx::query_as::<_, Row>`) from a [`Sql`] and binds its
+/// values, in the placeholder style of the pool `$pool`.
 macro_rules! bind_args {
-    ($q:expr, $args:expr) => {{
-        let mut q = $q;
-        for a in $args.iter() {
+    ($pool:expr, $ctor:expr, $sql:expr) => {{
+        let (text, args) = $crate::batch::Placeholders::render($pool, &$sql);
+        let mut q = $ctor(::sqlx::AssertSqlSafe(text));
+        for a in args {
             q = match a {
-                $crate::batch::Arg::Int(v) => q.bind(*v),
-                $crate::batch::Arg::OptInt(v) => q.bind(*v),
-                $crate::batch::Arg::Text(v) => q.bind(*v),
-                $crate::batch::Arg::OptText(v) => q.bind(*v),
-                $crate::batch::Arg::Json(v) => q.bind(::sqlx::types::Json(*v)),
-                $crate::batch::Arg::Strings(v) => q.bind(::sqlx::types::Json(*v)),
+                $crate::batch::Arg::Int(v) => q.bind(v),
+                $crate::batch::Arg::OptInt(v) => q.bind(v),
+                $crate::batch::Arg::Text(v) => q.bind(v),
+                $crate::batch::Arg::OptText(v) => q.bind(v),
+                $crate::batch::Arg::Json(v) => q.bind(::sqlx::types::Json(v)),
+                $crate::batch::Arg::Strings(v) => q.bind(::sqlx::types::Json(v)),
             };
         }
         q
@@ -122,4 +178,20 @@ pub(crate) fn like_substring(text: &str) -> String {
     }
     out.push('%');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_placeholders_become_anonymous_ones_with_repeated_values() {
+        let mut sql = Sql::new("SELECT $1, ");
+        sql.args.push(Arg::Int(7));
+        sql.bind(Arg::Text("a")).push(", '$1 stays', $1, $10x");
+        let (text, args) = anonymous_placeholders(&sql);
+        assert_eq!(text, "SELECT ?, ?, '$1 stays', ?, $10x");
+        let shown: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(shown, ["Int(7)", "Text(\"a\")", "Int(7)"]);
+    }
 }

@@ -232,13 +232,10 @@ impl Db {
                     sql.bind(Arg::Text(&k.1)).push(", $1, $1)");
                 }
                 sql.push(" RETURNING id");
-                let mut chunk_ids: Vec<i64> = bind_args!(
-                    sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.text.as_str())),
-                    sql.args
-                )
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(tenant_fk_error)?;
+                let mut chunk_ids: Vec<i64> = bind_args!(p, sqlx::query_scalar::<_, i64>, sql)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(tenant_fk_error)?;
                 // Both backends assign ids in VALUES order; RETURNING order is not promised.
                 chunk_ids.sort_unstable();
                 ids.extend(chunk_ids);
@@ -298,7 +295,7 @@ impl Db {
                         OR computers.os IS DISTINCT FROM v.column6
                         OR computers.last_contact_at IS DISTINCT FROM v.column7)",
                 );
-                written += bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                written += bind_args!(p, sqlx::query, sql)
                     .execute(&mut *tx)
                     .await
                     .map_err(tenant_fk_error)?
@@ -366,18 +363,12 @@ impl Db {
                 .map(|s| like_substring(&s));
         let s = search_sql(q, pattern.as_deref());
         let (total, mut rows) = with_db!(self, |p| {
-            let total = bind_args!(
-                sqlx::query_scalar::<_, i64>(AssertSqlSafe(s.count.text.as_str())),
-                s.count.args
-            )
-            .fetch_one(p)
-            .await?;
-            let rows = bind_args!(
-                sqlx::query_as::<_, Row>(AssertSqlSafe(s.page.text.as_str())),
-                s.page.args
-            )
-            .fetch_all(p)
-            .await?;
+            let total = bind_args!(p, sqlx::query_scalar::<_, i64>, s.count)
+                .fetch_one(p)
+                .await?;
+            let rows = bind_args!(p, sqlx::query_as::<_, Row>, s.page)
+                .fetch_all(p)
+                .await?;
             (total, rows)
         });
         let more = rows.len() as i64 > s.limit;
@@ -411,11 +402,12 @@ impl Db {
         let s = search_sql(q, pattern.as_deref());
         let mut out = Vec::new();
         for (label, sql) in [("page", &s.page), ("count", &s.count)] {
-            let text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+            let explain = Sql {
+                text: format!("EXPLAIN QUERY PLAN {}", sql.text),
+                args: sql.args.clone(),
+            };
             let rows: Vec<(i64, i64, i64, String)> =
-                bind_args!(sqlx::query_as(AssertSqlSafe(text.as_str())), sql.args)
-                    .fetch_all(p)
-                    .await?;
+                bind_args!(p, sqlx::query_as, explain).fetch_all(p).await?;
             out.extend(rows.into_iter().map(|r| format!("{label}: {}", r.3)));
         }
         Ok(out)
@@ -444,12 +436,9 @@ impl Db {
         let mut sql = Sql::new("SELECT COUNT(*) FROM computers c WHERE c.retired_at IS NULL");
         sql.scope("c.tenant_id", scope);
         Ok(with_db!(self, |p| {
-            bind_args!(
-                sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.text.as_str())),
-                sql.args
-            )
-            .fetch_one(p)
-            .await?
+            bind_args!(p, sqlx::query_scalar::<_, i64>, sql)
+                .fetch_one(p)
+                .await?
         }))
     }
 
@@ -463,12 +452,9 @@ impl Db {
         sql.scope("c.tenant_id", scope);
         sql.push(" GROUP BY c.tenant_id");
         Ok(with_db!(self, |p| {
-            bind_args!(
-                sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql.text.as_str())),
-                sql.args
-            )
-            .fetch_all(p)
-            .await?
+            bind_args!(p, sqlx::query_as::<_, (i64, i64)>, sql)
+                .fetch_all(p)
+                .await?
         }))
     }
 
@@ -494,12 +480,9 @@ impl Db {
             }
             sql.push(") ORDER BY a.computer_id, a.integration_id");
             let rows = with_db!(self, |p| {
-                bind_args!(
-                    sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql.text.as_str())),
-                    sql.args
-                )
-                .fetch_all(p)
-                .await?
+                bind_args!(p, sqlx::query_as::<_, (i64, i64)>, sql)
+                    .fetch_all(p)
+                    .await?
             });
             out.extend(rows);
         }
@@ -556,9 +539,7 @@ impl Db {
                     sql.bind(Arg::Int(*id))
                         .push(", $1, 'manual_merge', $2, $3, $4)");
                 }
-                bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
-                    .execute(&mut *tx)
-                    .await?;
+                bind_args!(p, sqlx::query, sql).execute(&mut *tx).await?;
             }
             sqlx::query(
                 "UPDATE manual_decisions SET candidate_computer_id = $1

@@ -4,7 +4,6 @@ use crate::batch::{Arg, Sql, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, TenantScope, parse_col};
 use rmmbridge_core::Timestamp;
 use serde_json::Value;
-use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::fmt;
 use std::str::FromStr;
@@ -173,7 +172,7 @@ impl Db {
                     sql.bind(Arg::Json(&d.evidence)).push(", $1)");
                 }
                 sql.push(" ON CONFLICT (agent_id, kind) WHERE resolved_at IS NULL DO NOTHING");
-                raised += bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                raised += bind_args!(p, sqlx::query, sql)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| match &e {
@@ -203,12 +202,9 @@ impl Db {
         sql.push(" ORDER BY d.id LIMIT ")
             .bind(Arg::Int(limit.clamp(1, 1000)));
         let rows = with_db!(self, |p| {
-            bind_args!(
-                sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),
-                sql.args
-            )
-            .fetch_all(p)
-            .await?
+            bind_args!(p, sqlx::query_as::<_, Row>, sql)
+                .fetch_all(p)
+                .await?
         });
         rows.into_iter().map(DecisionRow::try_from).collect()
     }
@@ -234,12 +230,9 @@ impl Db {
         };
         sql.bind(Arg::Int(limit.clamp(1, 1000)));
         let rows = with_db!(self, |p| {
-            bind_args!(
-                sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),
-                sql.args
-            )
-            .fetch_all(p)
-            .await?
+            bind_args!(p, sqlx::query_as::<_, Row>, sql)
+                .fetch_all(p)
+                .await?
         });
         rows.into_iter().map(DecisionRow::try_from).collect()
     }
@@ -254,12 +247,9 @@ impl Db {
         sql.push(" WHERE d.id = ").bind(Arg::Int(id));
         sql.scope(TENANT_EXPR, scope);
         let row = with_db!(self, |p| {
-            bind_args!(
-                sqlx::query_as::<_, Row>(AssertSqlSafe(sql.text.as_str())),
-                sql.args
-            )
-            .fetch_optional(p)
-            .await?
+            bind_args!(p, sqlx::query_as::<_, Row>, sql)
+                .fetch_optional(p)
+                .await?
         });
         row.map(DecisionRow::try_from).transpose()
     }
@@ -313,12 +303,9 @@ impl Db {
         );
         sql.scope(TENANT_EXPR, scope);
         Ok(with_db!(self, |p| {
-            bind_args!(
-                sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.text.as_str())),
-                sql.args
-            )
-            .fetch_one(p)
-            .await?
+            bind_args!(p, sqlx::query_scalar::<_, i64>, sql)
+                .fetch_one(p)
+                .await?
         }))
     }
 }

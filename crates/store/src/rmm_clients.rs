@@ -464,9 +464,7 @@ impl Db {
                     sql.bind(Arg::Text(kind_str(c.kind))).push(", ");
                     sql.bind(Arg::Text(&c.name)).push(", $2, $2)");
                 }
-                bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
-                    .execute(&mut *tx)
-                    .await?;
+                bind_args!(p, sqlx::query, sql).execute(&mut *tx).await?;
             }
             if !new.is_empty() {
                 sqlx::query(

@@ -334,7 +334,7 @@ impl Db {
                     sql.bind(Arg::Text(&it.action)).push(", ");
                     sql.bind(Arg::Json(&it.diffs)).push(")");
                 }
-                written += bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                written += bind_args!(p, sqlx::query, sql)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| match &e {
