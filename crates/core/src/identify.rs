@@ -1386,6 +1386,38 @@ pub fn identify(agent: &Incoming, index: &IdentityIndex) -> Identification {
     }
 }
 
+/// The other Agents of `agent`'s own integration whose state [`identify`] may consult: holders of
+/// its usable UUID, serial or MACs, and (inside its Tenant) of its hostname. A sync identifies a
+/// new Agent while pages still stream in only when every one of these has already been reported
+/// in the run, because whether they are live (a clone) or missing (a reinstall) is only known
+/// then. Sorted, without repeats.
+pub fn same_integration_holders(agent: &Incoming, index: &IdentityIndex) -> Vec<i64> {
+    let ids = &agent.ids;
+    let mut slots: Vec<&Slot> = Vec::new();
+    if let Some(u) = ids.uuid.as_deref().and_then(normalise_uuid) {
+        slots.extend(index.holders(Key::Uuid, &u, agent.agent_id));
+    }
+    if let Some(s) = ids.serial.as_deref().and_then(normalise_serial) {
+        slots.extend(index.holders(Key::Serial, &s, agent.agent_id));
+    }
+    for m in ids.macs.iter().filter_map(|m| normalise_mac(m)) {
+        slots.extend(index.holders(Key::Mac, &m, agent.agent_id));
+    }
+    if let Some(tenant) = agent.tenant_id
+        && hostname_is_usable(&ids.hostname)
+    {
+        slots.extend(index.hostname_holders(tenant, &ids.hostname, agent.agent_id));
+    }
+    let mut out: Vec<i64> = slots
+        .into_iter()
+        .filter(|s| s.integration_id == agent.integration_id)
+        .map(|s| s.agent_id)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Both Agents report a usable UUID (or serial) and they differ: different hardware, whatever the
 /// name says (a replaced laptop that inherited its predecessor's hostname).
 fn contradicts(index: &IdentityIndex, s: &Slot, uuid: Option<&str>, serial: Option<&str>) -> bool {
@@ -1682,6 +1714,37 @@ mod tests {
             } => Some((*kind, *candidate_computer_id)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn same_integration_holders_name_own_agents_sharing_any_id_or_the_hostname() {
+        let idx = IdentityIndex::from_agents([
+            known(1, NC, Some(500), ids("PC-A", Some(U1), None, &[])),
+            known(2, NC, Some(501), ids("PC-B", None, Some("5CD1234XYZ"), &[])),
+            known(
+                3,
+                NC,
+                Some(502),
+                ids("PC-C", None, None, &["3C:52:82:AB:CD:EF"]),
+            ),
+            known(4, NC, Some(503), ids("PC-NEW", None, None, &[])),
+            // Another integration's holder is not asked about; junk is shared by nobody.
+            known(5, NINJA, Some(504), ids("PC-A", Some(U1), Some("0"), &[])),
+            known(6, NC, Some(505), ids("PC-Z", None, Some("0"), &[])),
+        ]);
+        let agent = incoming(
+            9,
+            NC,
+            ids(
+                "pc-new",
+                Some(U1),
+                Some("5cd1234xyz"),
+                &["3c-52-82-ab-cd-ef"],
+            ),
+        );
+        assert_eq!(same_integration_holders(&agent, &idx), vec![1, 2, 3, 4]);
+        let alone = incoming(10, NC, ids("PC-LONE", None, Some("0"), &[]));
+        assert!(same_integration_holders(&alone, &idx).is_empty());
     }
 
     #[test]
