@@ -58,6 +58,8 @@ pub struct AgentSnapshot {
     pub rmm_client_id: Option<i64>,
     pub rmm_client_external_id: Option<String>,
     pub computer_id: Option<i64>,
+    /// The tenant of its computer.
+    pub computer_tenant_id: Option<i64>,
     pub hostname: String,
     pub serial: Option<String>,
     pub smbios_uuid: Option<String>,
@@ -159,6 +161,7 @@ struct AgentRow {
     rmm_client_id: Option<i64>,
     rmm_client_external_id: Option<String>,
     computer_id: Option<i64>,
+    computer_tenant_id: Option<i64>,
     hostname: String,
     serial: Option<String>,
     smbios_uuid: Option<String>,
@@ -184,6 +187,7 @@ impl TryFrom<AgentRow> for AgentSnapshot {
             rmm_client_id: r.rmm_client_id,
             rmm_client_external_id: r.rmm_client_external_id,
             computer_id: r.computer_id,
+            computer_tenant_id: r.computer_tenant_id,
             hostname: r.hostname,
             serial: r.serial,
             smbios_uuid: r.smbios_uuid,
@@ -202,10 +206,11 @@ impl TryFrom<AgentRow> for AgentSnapshot {
 }
 
 const AGENT_SELECT: &str = "SELECT a.id, a.integration_id, a.external_id, a.rmm_client_id,
-        rc.external_id AS rmm_client_external_id, a.computer_id, a.hostname, a.serial,
-        a.smbios_uuid, a.macs, a.os, a.device_class, a.last_contact_at, a.state, a.missing_since,
-        a.fingerprint, a.clone_of, a.first_seen_at, a.updated_at
-     FROM agents a LEFT JOIN rmm_clients rc ON rc.id = a.rmm_client_id";
+        rc.external_id AS rmm_client_external_id, a.computer_id, c.tenant_id AS computer_tenant_id,
+        a.hostname, a.serial, a.smbios_uuid, a.macs, a.os, a.device_class, a.last_contact_at,
+        a.state, a.missing_since, a.fingerprint, a.clone_of, a.first_seen_at, a.updated_at
+     FROM agents a LEFT JOIN rmm_clients rc ON rc.id = a.rmm_client_id
+     LEFT JOIN computers c ON c.id = a.computer_id";
 
 #[derive(sqlx::FromRow)]
 struct IdentityDbRow {
@@ -362,14 +367,12 @@ impl Db {
                     sel.bind(Arg::Text(&a.external_id));
                 }
                 sel.push(")");
-                let existing: HashMap<String, i64> = bind_args!(
-                    sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sel.text.as_str())),
-                    sel.args
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
+                let existing: HashMap<String, i64> =
+                    bind_args!(p, sqlx::query_as::<_, (String, i64)>, sel)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .collect();
 
                 let mut sql = Sql::new(
                     "INSERT INTO agents (integration_id, external_id, rmm_client_id, hostname, serial,
@@ -413,14 +416,12 @@ impl Db {
                         OR agents.fingerprint IS DISTINCT FROM excluded.fingerprint
                      RETURNING external_id, id",
                 );
-                let written: HashMap<String, i64> = bind_args!(
-                    sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql.text.as_str())),
-                    sql.args
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
+                let written: HashMap<String, i64> =
+                    bind_args!(p, sqlx::query_as::<_, (String, i64)>, sql)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .collect();
                 for a in chunk {
                     let ext = a.external_id.as_str();
                     let (id, was_there, was_written) = match (existing.get(ext), written.get(ext)) {
@@ -473,7 +474,7 @@ impl Db {
                        AND (agents.state IS DISTINCT FROM v.column2
                             OR agents.missing_since IS DISTINCT FROM v.column3)",
                 );
-                written += bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                written += bind_args!(p, sqlx::query, sql)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -509,15 +510,13 @@ impl Db {
                             OR agents.clone_of IS DISTINCT FROM v.column3)
                      RETURNING agents.id",
                 );
-                let ids: std::collections::HashSet<i64> = bind_args!(
-                    sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.text.as_str())),
-                    sql.args
-                )
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(computer_fk_error)?
-                .into_iter()
-                .collect();
+                let ids: std::collections::HashSet<i64> =
+                    bind_args!(p, sqlx::query_scalar::<_, i64>, sql)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(computer_fk_error)?
+                        .into_iter()
+                        .collect();
                 changed.extend(chunk.iter().filter(|l| ids.contains(&l.agent_id)));
             }
             for chunk in changed.chunks(rows_per_chunk(p, 5)) {
@@ -534,7 +533,7 @@ impl Db {
                     sql.bind(Arg::Json(&l.evidence)).push(", ");
                     sql.bind(Arg::Text(&l.decided_by)).push(", $1)");
                 }
-                bind_args!(sqlx::query(AssertSqlSafe(sql.text.as_str())), sql.args)
+                bind_args!(p, sqlx::query, sql)
                     .execute(&mut *tx)
                     .await
                     .map_err(computer_fk_error)?;
@@ -544,14 +543,76 @@ impl Db {
         })
     }
 
+    /// Sets the clone flag (JSON list of agent ids, or none) of linked agents whose copy turned up
+    /// later in the same sync; rows already flagged so are not written. Returns rows changed.
+    pub async fn set_clone_flags(
+        &self,
+        flags: &[(i64, Option<String>)],
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let flags = dedupe_last(flags, |f| f.0);
+        with_db!(self, |p| {
+            let mut tx = p.begin().await?;
+            let mut written = 0;
+            for chunk in flags.chunks(rows_per_chunk(p, 2)) {
+                let mut sql = Sql::new(
+                    "UPDATE agents SET clone_of = v.column2, updated_at = $1 FROM (VALUES ",
+                );
+                sql.args.push(Arg::Int(now.0));
+                for (i, (id, flag)) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    sql.bind(Arg::Int(*id)).push(", ");
+                    sql.bind(Arg::OptText(flag.as_deref())).push(")");
+                }
+                sql.push(
+                    ") AS v WHERE agents.id = v.column1 AND agents.clone_of IS DISTINCT FROM v.column2",
+                );
+                written += bind_args!(p, sqlx::query, sql)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(written)
+        })
+    }
+
+    /// Takes agents off their computers (they now wait for a ManualDecision). Returns rows changed.
+    pub async fn unlink_agents(&self, agent_ids: &[i64], now: Timestamp) -> StoreResult<u64> {
+        with_db!(self, |p| {
+            let mut tx = p.begin().await?;
+            let mut written = 0;
+            for chunk in agent_ids.chunks(rows_per_chunk(p, 1)) {
+                let mut sql = Sql::new(
+                    "UPDATE agents SET computer_id = NULL, clone_of = NULL, updated_at = $1 WHERE computer_id IS NOT NULL AND id IN (",
+                );
+                sql.args.push(Arg::Int(now.0));
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(Arg::Int(*id));
+                }
+                sql.push(")");
+                written += bind_args!(p, sqlx::query, sql)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(written)
+        })
+    }
+
     /// The agents of a computer (retired ones last), each with its integration and the latest
     /// evidence of its link to this computer.
     pub async fn agents_of_computer(&self, computer_id: i64) -> StoreResult<Vec<ComputerAgent>> {
         let sql = "SELECT a.id, a.integration_id, a.external_id, a.rmm_client_id,
-                rc.external_id AS rmm_client_external_id, a.computer_id, a.hostname, a.serial,
-                a.smbios_uuid, a.macs, a.os, a.device_class, a.last_contact_at, a.state,
-                a.missing_since, a.fingerprint, a.clone_of, a.first_seen_at, a.updated_at,
-                i.name AS integration_name, i.kind AS integration_kind,
+                rc.external_id AS rmm_client_external_id, a.computer_id,
+                (SELECT c.tenant_id FROM computers c WHERE c.id = a.computer_id) AS computer_tenant_id,
+                a.hostname, a.serial, a.smbios_uuid, a.macs, a.os, a.device_class,
+                a.last_contact_at, a.state, a.missing_since, a.fingerprint, a.clone_of,
+                a.first_seen_at, a.updated_at, i.name AS integration_name, i.kind AS integration_kind,
                 e.rule, e.evidence, e.decided_by AS evidence_by, e.at AS evidence_at
              FROM agents a
              JOIN integrations i ON i.id = a.integration_id

@@ -183,6 +183,11 @@ impl Db {
             // again once a table holds ~100,000 rows; 16 MiB keeps a sync's working set in memory
             // (pages are allocated on use, so idle connections stay small).
             .pragma("cache_size", "-16384")
+            // A checkpoint copies every page the WAL holds back into the database file; every
+            // 40 MiB of WAL rather than every 4 MiB, a page that many commits of a sync touch (an
+            // index's) is copied once instead of again and again (2,000-row commits of 100,000
+            // computers: 1.9 s with the default, 1.5 s with this; 10,000-row commits: 1.2 / 0.8 s).
+            .pragma("wal_autocheckpoint", "10000")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
