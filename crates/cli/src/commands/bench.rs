@@ -221,6 +221,26 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
+/// CPU time this process has used so far (user + system, Linux `/proc/self/stat`), in seconds:
+/// with wall time it shows whether a phase waited or worked (2 cores: at most 2 s per second).
+pub fn cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
+/// Resident memory of this process now (Linux `VmRSS`), in MiB.
+pub fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
 pub struct Floor {
     pub clients: usize,
     pub devices: u64,
@@ -253,6 +273,10 @@ pub fn fleet(devices: u32, customers: Option<u32>, seed: u64) -> FleetConfig {
         devices,
         ..Default::default()
     }
+}
+
+fn cpu_since(start: Option<f64>) -> Option<f64> {
+    Some(round3(cpu_s()? - start?))
 }
 
 fn round3(x: f64) -> f64 {
@@ -308,13 +332,16 @@ async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
     for r in rmms {
         sims.push(SimulatedRmm::start(*r, fleet(a.devices, a.customers, a.seed)).await?);
     }
+    let simulators_rss_mb = rss_mb();
     // The floor, in the same run: fetch and parse everything, store nothing.
     let mut floor_s = 0.0;
+    let cpu = cpu_s();
     for sim in &sims {
         floor_s += fetch_floor(sim.connector(a.concurrency)?.as_ref())
             .await?
             .wall_s;
     }
+    let floor_cpu_s = cpu_since(cpu);
 
     let test_db = match a.database {
         Database::Sqlite => TestDb::sqlite().await,
@@ -352,8 +379,12 @@ async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
         ids.push(i.id);
     }
 
+    let cpu = cpu_s();
     let (full_sync_s, full) = sync_all(&services, &ids).await?;
+    let full_cpu_s = cpu_since(cpu);
+    let cpu = cpu_s();
     let (nochange_s, nochange) = sync_all(&services, &ids).await?;
+    let nochange_cpu_s = cpu_since(cpu);
     let mut changed = 0;
     for sim in &sims {
         changed += sim.change_one_percent()?;
@@ -368,6 +399,10 @@ async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
         "database": format!("{:?}", a.database).to_lowercase(),
         "devices": full.fetched,
         "floor_s": round3(floor_s),
+        "floor_cpu_s": floor_cpu_s,
+        "full_cpu_s": full_cpu_s,
+        "nochange_cpu_s": nochange_cpu_s,
+        "simulators_rss_mb": simulators_rss_mb,
         "full_sync_s": round3(full_sync_s),
         "ratio": round3(full_sync_s / floor_s.max(1e-9)),
         "full_rows_written": full.rows_written,
@@ -389,7 +424,7 @@ async fn bench_sync(a: SyncArgs) -> anyhow::Result<serde_json::Value> {
         },
         "search_ms": {"substring": search_substring_ms, "no_match": search_serial_ms},
         "peak_rss_mb": peak_rss_mb(),
-        "note": "peak_rss_mb is the whole process, the in-process simulators included",
+        "note": "peak_rss_mb is the whole process, the in-process simulators included (simulators_rss_mb: the process once they hold their fleets); *_cpu_s: CPU seconds of the whole process in that phase",
     }))
 }
 

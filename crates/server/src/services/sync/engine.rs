@@ -3,29 +3,27 @@
 //! 1. `clients`: refresh the RMM's client list, so devices filed under new clients resolve.
 //! 2. `devices`: stream the device pages (fetching runs ahead in its own task), compare each device
 //!    with the stored Agent in pure code ([`plan::diff`]) and write only new and changed Agents, in
-//!    batches. Devices of excluded clients are not stored.
+//!    batches. Devices of excluded clients are not stored. Each written batch of new Agents is
+//!    identified right away against an in-memory index of every Agent the hub knows
+//!    ([`RunIdentity`]), unless the decision depends on Agents the run has not seen yet.
 //! 3. `lifecycle`: only after a *complete* fetch: unreported Agents go missing, missing ones past
 //!    the grace period are retired; reported ones return.
-//! 4. `identify`: every unlinked live Agent of a mapped client is identified against an in-memory
-//!    [`IdentityIndex`] of every Agent the hub knows; computers follow their Agents' tenant and facts.
+//! 4. `identify`: the unlinked live Agents not decided yet (and the few early decisions a later
+//!    copy put in doubt) are identified; computers follow their Agents' tenant and facts.
 //!
 //! Every write is idempotent and each stage re-derives its work from the database, so a run that
 //! was killed half-way is converged by the next one: no duplicates, the same final state.
 use super::SyncError;
+use super::identity::{Candidate, RunIdentity, converge_after_unclean_run, lap};
 use crate::services::integrations::IntegrationOptions;
 use crate::services::integrations::connectors::Connectors;
 use crate::state::now;
 use futures::StreamExt;
-use rmmbridge_core::Timestamp;
-use rmmbridge_core::identify::{
-    HardwareIds, Identification, IdentityIndex, Incoming, KnownAgent, Rule, identify,
-};
 use rmmbridge_core::plan::{self, AgentFacts, Lifecycle, PlanAction, RunCounts};
 use rmmbridge_core::rmm::{RmmClientKind, RmmDevice};
 use rmmbridge_rmm::Connector;
 use rmmbridge_store::{
-    AgentLink, AgentSnapshot, AgentState, AgentWrite, ClientLinkState, ComputerUpdate, Db,
-    NewComputer, NewDecision, NewPlanItem, SyncRun, SyncRunState,
+    AgentSnapshot, AgentState, AgentWrite, ClientLinkState, Db, NewPlanItem, SyncRun, SyncRunState,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -37,10 +35,10 @@ pub const STALE_AFTER_S: i64 = 120;
 
 /// Agents written per transaction: big enough to amortise the commit, small enough that a crash
 /// loses little and progress stays live.
-const WRITE_BATCH: usize = 2_000;
+const WRITE_BATCH: usize = 10_000;
 
 /// Pages fetched ahead of the writer.
-const PAGES_AHEAD: usize = 4;
+const PAGES_AHEAD: usize = 16;
 
 /// Progress is stored at most this often while pages stream in (and at every stage change).
 const PROGRESS_EVERY_MS: i64 = 500;
@@ -64,6 +62,7 @@ struct Known {
     id: i64,
     lifecycle: Lifecycle,
     computer_id: Option<i64>,
+    computer_tenant: Option<i64>,
     facts: AgentFacts,
 }
 
@@ -82,6 +81,7 @@ fn facts_of(a: AgentSnapshot) -> (String, Known) {
         id: a.id,
         lifecycle: lifecycle_of(&a),
         computer_id: a.computer_id,
+        computer_tenant: a.computer_tenant_id,
         facts: AgentFacts {
             hostname: a.hostname,
             serial: a.serial,
@@ -132,6 +132,13 @@ impl Mapping {
 
     fn filed_under(&self, d: &RmmDevice) -> String {
         plan::filed_under(d, self.sites_as_clients, |s| self.sites.contains(s))
+    }
+
+    /// The tenant an Agent's client is mapped to, if it is.
+    fn tenant_of_facts(&self, f: &AgentFacts) -> Option<i64> {
+        f.client_external_id
+            .as_deref()
+            .and_then(|c| self.tenant_of.get(c).copied())
     }
 
     /// Excluded when its own client or (for a site) its company is excluded.
@@ -255,6 +262,8 @@ impl Engine<'_> {
         let mapping = Mapping::load(self.db, integration_id, &opts).await?;
 
         self.stage("devices").await?;
+        let previous_clean =
+            converge_after_unclean_run(self.db, integration_id, self.run.id).await?;
         let mut known: HashMap<String, Known> = self
             .db
             .agent_snapshot(integration_id)
@@ -262,29 +271,35 @@ impl Engine<'_> {
             .into_iter()
             .map(facts_of)
             .collect();
-        let reported = self
-            .fetch_and_write(connector.clone(), &mapping, &mut known)
+        let mut identity = RunIdentity::new(
+            integration_id,
+            opts.allow_duplicates,
+            known.values().map(|k| k.id),
+        );
+        let fetched = self
+            .fetch_and_write(connector.clone(), &mapping, &mut known, &mut identity)
             .await;
         connectors.record_tokens(integration_id, &*connector).await;
-        let reported = reported?;
+        fetched?;
 
         self.stage("lifecycle").await?;
-        self.lifecycle(&mut known, &reported, &opts).await?;
-        drop(reported);
+        self.lifecycle(&mut known, &mut identity, &opts).await?;
 
         self.stage("identify").await?;
-        self.identify(&known, &mapping, &opts).await?;
+        self.identify(&known, &mapping, &mut identity, previous_clean)
+            .await?;
         Ok(())
     }
 
-    /// Stage 2. Returns the external ids the RMM reported (excluded clients' devices included:
+    /// Stage 2. Every device the RMM reports counts as reported (excluded clients' devices too:
     /// they are not absent, only not wanted).
     async fn fetch_and_write(
         &mut self,
         connector: Arc<dyn Connector>,
         mapping: &Mapping,
         known: &mut HashMap<String, Known>,
-    ) -> Result<HashSet<String>, SyncError> {
+        identity: &mut RunIdentity,
+    ) -> Result<(), SyncError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
         let fetcher = tokio::spawn(async move {
             let mut pages = connector.devices();
@@ -295,10 +310,13 @@ impl Engine<'_> {
                 }
             }
         });
-        let mut reported = HashSet::new();
         let mut writes: Vec<(AgentWrite, Option<NewPlanItem>)> = Vec::new();
         let mut outcome = Ok(());
-        while let Some(page) = rx.recv().await {
+        loop {
+            // How long the engine waits for the RMM: near zero when writing is the slower side.
+            let waited = std::time::Instant::now();
+            let Some(page) = rx.recv().await else { break };
+            lap(&mut self.counts, "devices.wait", waited);
             let devices = match page {
                 Ok(d) => d,
                 Err(e) => {
@@ -310,7 +328,9 @@ impl Engine<'_> {
             self.counts.fetched += devices.len() as u64;
             for d in devices {
                 let client = mapping.filed_under(&d);
-                reported.insert(d.external_id.clone());
+                if let Some(k) = known.get(&d.external_id) {
+                    identity.reported(k.id);
+                }
                 if mapping.excluded(&d, &client) {
                     self.counts.skipped_excluded += 1;
                     continue;
@@ -321,7 +341,7 @@ impl Engine<'_> {
                 }
             }
             if writes.len() >= WRITE_BATCH {
-                self.write(&mut writes, known).await?;
+                self.write(&mut writes, known, mapping, identity).await?;
             }
             (self.progress)(&SyncProgress {
                 stage: "devices".into(),
@@ -340,8 +360,11 @@ impl Engine<'_> {
         drop(rx);
         let _ = fetcher.await;
         // What was fetched before a failure is still stored: the next run starts from there.
-        self.write(&mut writes, known).await?;
-        outcome.map(|()| reported)
+        self.write(&mut writes, known, mapping, identity).await?;
+        identity
+            .flush(self.db, now(), true, &mut self.counts)
+            .await?;
+        outcome
     }
 
     /// The write and plan item for one device, or `None` when nothing changed.
@@ -404,6 +427,8 @@ impl Engine<'_> {
         &mut self,
         writes: &mut Vec<(AgentWrite, Option<NewPlanItem>)>,
         known: &mut HashMap<String, Known>,
+        mapping: &Mapping,
+        identity: &mut RunIdentity,
     ) -> Result<(), SyncError> {
         if writes.is_empty() {
             return Ok(());
@@ -411,17 +436,23 @@ impl Engine<'_> {
         let (agents, items): (Vec<AgentWrite>, Vec<Option<NewPlanItem>>) =
             std::mem::take(writes).into_iter().unzip();
         let t = now();
+        let started = std::time::Instant::now();
         let upsert = self
             .db
             .upsert_agents(self.run.integration_id, &agents, t)
             .await?;
+        lap(&mut self.counts, "write.agents", started);
         self.counts.rows_written += upsert.rows_written();
         let ids: HashMap<&str, i64> = upsert.ids.iter().map(|(e, id)| (e.as_str(), *id)).collect();
         let mut items: Vec<NewPlanItem> = items.into_iter().flatten().collect();
         for it in &mut items {
             it.agent_id = ids.get(it.external_id.as_str()).copied();
         }
+        let started = std::time::Instant::now();
         self.counts.rows_written += self.db.add_plan_items(self.run.id, &items).await?;
+        lap(&mut self.counts, "write.plan", started);
+        let started = std::time::Instant::now();
+        let mut written: Vec<String> = Vec::with_capacity(agents.len());
         for a in agents {
             let Some(&id) = ids.get(a.external_id.as_str()) else {
                 continue;
@@ -438,20 +469,52 @@ impl Engine<'_> {
                 last_contact: a.last_contact_at,
             };
             match known.get_mut(&a.external_id) {
-                Some(k) => k.facts = facts,
+                Some(k) => {
+                    identity.update_agent(id, &facts);
+                    k.facts = facts;
+                }
                 None => {
+                    identity.add_agent(id, &facts);
                     known.insert(
-                        a.external_id,
+                        a.external_id.clone(),
                         Known {
                             id,
                             lifecycle: Lifecycle::Active,
                             computer_id: None,
+                            computer_tenant: None,
                             facts,
                         },
                     );
                 }
             }
+            written.push(a.external_id);
         }
+        // Identified once the whole batch is in the index, so two copies in one batch see each other.
+        let unlinked = |k: &Known| k.lifecycle == Lifecycle::Active && k.computer_id.is_none();
+        if written.iter().any(|e| known.get(e).is_some_and(unlinked)) {
+            identity.ensure_loaded(self.db, &mut self.counts).await?;
+        }
+        for ext in &written {
+            let Some(k) = known.get(ext) else { continue };
+            if k.lifecycle != Lifecycle::Active
+                || k.computer_id.is_some()
+                || identity.is_waiting(k.id)
+                || identity.is_settled(k.id)
+            {
+                continue;
+            }
+            let Some(tenant_id) = mapping.tenant_of_facts(&k.facts) else {
+                continue;
+            };
+            let c = Candidate {
+                agent_id: k.id,
+                tenant_id,
+                facts: &k.facts,
+            };
+            identity.decide_early(&c, &mut self.counts);
+        }
+        lap(&mut self.counts, "devices.identify", started);
+        identity.flush(self.db, t, false, &mut self.counts).await?;
         Ok(())
     }
 
@@ -459,7 +522,7 @@ impl Engine<'_> {
     async fn lifecycle(
         &mut self,
         known: &mut HashMap<String, Known>,
-        reported: &HashSet<String>,
+        identity: &mut RunIdentity,
         opts: &IntegrationOptions,
     ) -> Result<(), SyncError> {
         let t = now();
@@ -468,7 +531,7 @@ impl Engine<'_> {
         let mut items = Vec::new();
         for (ext, k) in known.iter_mut() {
             let Some((next, action)) =
-                plan::next_lifecycle(k.lifecycle, reported.contains(ext), t, grace_ms)
+                plan::next_lifecycle(k.lifecycle, identity.was_reported(k.id), t, grace_ms)
             else {
                 continue;
             };
@@ -482,6 +545,11 @@ impl Engine<'_> {
                 PlanAction::Retired => self.counts.retired += 1,
                 _ => self.counts.returned += 1,
             }
+            identity.set_state(
+                k.id,
+                state == AgentState::Active,
+                state == AgentState::Missing,
+            );
             states.push((k.id, state, since));
             items.push(NewPlanItem {
                 external_id: ext.clone(),
@@ -496,203 +564,56 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Stage 4: identification and the computers that follow from it.
+    /// Stage 4: the Agents not decided while the pages streamed in, and the computers that
+    /// follow their Agents.
     async fn identify(
         &mut self,
         known: &HashMap<String, Known>,
         mapping: &Mapping,
-        opts: &IntegrationOptions,
+        identity: &mut RunIdentity,
+        previous_clean: bool,
     ) -> Result<(), SyncError> {
-        let integration_id = self.run.integration_id;
         let t = now();
-        // After a run of this integration that did not finish, converge what it may have left:
-        // computers created but never linked, and computers whose agents it retired.
-        let previous_clean = self
-            .db
-            .list_sync_runs(Some(integration_id), 2)
-            .await?
-            .into_iter()
-            .find(|r| r.id != self.run.id)
-            .is_some_and(|r| r.state == SyncRunState::Succeeded);
-        if !previous_clean {
-            self.db.delete_orphan_computers().await?;
-        }
-        // Agents that wait for an admin's ManualDecision are not asked about again.
-        let waiting = self.db.agents_with_open_decisions(integration_id).await?;
         let mut clock = std::time::Instant::now();
-        let rows = self.db.identity_rows(true).await?;
-        // Which integrations hold live agents of each computer, and its tenant.
-        let mut computer_tenant: HashMap<i64, i64> = HashMap::new();
-        let mut computer_integrations: HashMap<i64, HashSet<i64>> = HashMap::new();
-        let mut index = IdentityIndex::new();
-        for r in rows {
-            if let (Some(c), Some(tenant)) = (r.computer_id, r.tenant_id) {
-                computer_tenant.insert(c, tenant);
-                if r.state != AgentState::Retired {
-                    computer_integrations
-                        .entry(c)
-                        .or_default()
-                        .insert(r.integration_id);
-                }
-            }
-            index.insert(KnownAgent {
-                agent_id: r.agent_id,
-                integration_id: r.integration_id,
-                computer_id: r.computer_id,
-                tenant_id: r.tenant_id,
-                live: r.state == AgentState::Active,
-                missing: r.state == AgentState::Missing,
-                ids: HardwareIds::from_raw(
-                    &r.hostname,
-                    r.serial.as_deref(),
-                    r.smbios_uuid.as_deref(),
-                    &r.macs,
-                ),
-            });
-        }
-
-        self.lap("identify.load", &mut clock);
         // Deterministic order: the same input decides the same way on every run.
-        let mut agents: Vec<&Known> = known.values().collect();
+        let mut agents: Vec<&Known> = known
+            .values()
+            .filter(|k| {
+                k.lifecycle == Lifecycle::Active
+                    && !identity.is_settled(k.id)
+                    && !identity.is_waiting(k.id)
+            })
+            .collect();
         agents.sort_by_key(|k| k.id);
-        let mut links: Vec<AgentLink> = Vec::new();
-        let mut new_computers: Vec<NewComputerFor> = Vec::new();
-        let mut decisions: Vec<NewDecision> = Vec::new();
-        let mut updates: Vec<ComputerUpdate> = Vec::new();
         for k in agents {
-            if k.lifecycle != Lifecycle::Active || waiting.contains(&k.id) {
-                continue;
-            }
-            let tenant = k
-                .facts
-                .client_external_id
-                .as_deref()
-                .and_then(|c| mapping.tenant_of.get(c).copied());
-            let Some(tenant) = tenant else {
+            let Some(tenant_id) = mapping.tenant_of_facts(&k.facts) else {
                 self.counts.waiting_for_mapping += 1;
                 continue;
             };
-            if let Some(c) = k.computer_id {
-                // Rule 1: the same Agent. Its computer follows its tenant when no other
-                // integration's agent holds the computer elsewhere.
-                let sole = computer_integrations
-                    .get(&c)
-                    .is_none_or(|s| s.iter().all(|i| *i == integration_id));
-                let moved = computer_tenant.get(&c).is_some_and(|t| *t != tenant) && sole;
-                if moved {
-                    self.counts.computers_moved += 1;
-                }
-                if moved || self.touched.contains(&k.id) {
-                    let keep = computer_tenant.get(&c).copied().unwrap_or(tenant);
-                    let tenant = if moved { tenant } else { keep };
-                    updates.push(computer_update(c, tenant, &k.facts));
-                }
-                continue;
-            }
-            let incoming = Incoming {
+            let c = Candidate {
                 agent_id: k.id,
-                integration_id,
-                tenant_id: Some(tenant),
-                allow_duplicates: opts.allow_duplicates,
-                ids: HardwareIds::from_raw(
-                    &k.facts.hostname,
-                    k.facts.serial.as_deref(),
-                    k.facts.smbios_uuid.as_deref(),
-                    &k.facts.macs,
-                ),
+                tenant_id,
+                facts: &k.facts,
             };
-            match identify(&incoming, &index) {
-                Identification::Link {
-                    computer_id,
-                    rule,
-                    evidence,
-                    reinstall,
-                } => {
-                    match rule {
-                        Rule::SmbiosUuid => self.counts.identified_smbios_uuid += 1,
-                        Rule::Serial => self.counts.identified_serial += 1,
-                        Rule::Mac => self.counts.identified_mac += 1,
-                        _ => {}
+            match k.computer_id {
+                Some(computer) if !identity.is_revisit(k.id) => {
+                    if k.computer_tenant.is_some_and(|t| t != tenant_id) {
+                        identity.ensure_loaded(self.db, &mut self.counts).await?;
                     }
-                    if reinstall {
-                        self.counts.reinstalls += 1;
-                    }
-                    let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
-                    ev["reinstall"] = json!(reinstall);
-                    ev["explanation"] = json!(evidence.explain());
-                    links.push(AgentLink {
-                        agent_id: k.id,
-                        computer_id,
-                        rule: rule.as_str().into(),
-                        evidence: ev,
-                        decided_by: "sync".into(),
-                        clone_of: None,
-                    });
-                    index.update_computer(k.id, Some(computer_id));
-                    if links.len() >= WRITE_BATCH {
-                        self.flush_links(&mut links, t).await?;
-                    }
+                    let changed = self.touched.contains(&k.id);
+                    identity.follow(computer, k.computer_tenant, &c, changed, &mut self.counts)
                 }
-                Identification::NewComputer { evidence, clone_of } => {
-                    self.counts.new_computers += 1;
-                    if !clone_of.is_empty() {
-                        self.counts.clones += 1;
+                _ => {
+                    identity.ensure_loaded(self.db, &mut self.counts).await?;
+                    if !identity.is_waiting(k.id) {
+                        identity.decide_late(&c, &mut self.counts);
                     }
-                    let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
-                    ev["explanation"] = json!(evidence.explain());
-                    let flag = (!clone_of.is_empty())
-                        .then(|| serde_json::to_string(&clone_of).unwrap_or_default());
-                    new_computers.push((
-                        k.id,
-                        NewComputer {
-                            tenant_id: tenant,
-                            name: k.facts.hostname.clone(),
-                            serial: k.facts.serial.clone(),
-                            smbios_uuid: k.facts.smbios_uuid.clone(),
-                            os: k.facts.os.clone(),
-                            last_contact_at: k.facts.last_contact,
-                        },
-                        ev,
-                        flag,
-                    ));
-                    // Written as the loop goes, so memory stays bounded at 100,000 agents.
-                    if new_computers.len() >= WRITE_BATCH {
-                        self.create_new_computers(&mut new_computers, &mut links, &mut index, t)
-                            .await?;
-                    }
-                }
-                Identification::Manual {
-                    kind,
-                    candidate_computer_id,
-                    reason,
-                    evidence,
-                } => {
-                    self.counts.manual_decisions += 1;
-                    let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
-                    ev["explanation"] = json!(evidence.explain());
-                    decisions.push(NewDecision {
-                        agent_id: k.id,
-                        candidate_computer_id,
-                        kind: kind.as_str().into(),
-                        reason,
-                        evidence: ev,
-                    });
                 }
             }
+            identity.flush(self.db, t, false, &mut self.counts).await?;
         }
-
         self.lap("identify.decide", &mut clock);
-        self.create_new_computers(&mut new_computers, &mut links, &mut index, t)
-            .await?;
-        self.flush_links(&mut links, t).await?;
-        for chunk in decisions.chunks(WRITE_BATCH) {
-            self.counts.rows_written += self.db.raise_decisions(chunk, t).await?;
-        }
-        for chunk in updates.chunks(WRITE_BATCH) {
-            let n = self.db.update_computers(chunk, t).await?;
-            self.counts.computers_updated += n;
-            self.counts.rows_written += n;
-        }
+        identity.finish(self.db, t, &mut self.counts).await?;
         self.lap("identify.write", &mut clock);
         let c = &self.counts;
         let agents_changed = c.missing
@@ -712,71 +633,6 @@ impl Engine<'_> {
         }
         self.lap("identify.tidy", &mut clock);
         Ok(())
-    }
-
-    /// Creates the pending new computers and queues their links; a crash in between leaves
-    /// orphans that the next run deletes before identifying again.
-    async fn create_new_computers(
-        &mut self,
-        pending: &mut Vec<NewComputerFor>,
-        links: &mut Vec<AgentLink>,
-        index: &mut IdentityIndex,
-        t: Timestamp,
-    ) -> Result<(), SyncError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let (rows, rest): (Vec<NewComputer>, Vec<_>) = std::mem::take(pending)
-            .into_iter()
-            .map(|(agent, c, ev, flag)| (c, (agent, ev, flag)))
-            .unzip();
-        let ids = self.db.create_computers(&rows, t).await?;
-        self.counts.rows_written += ids.len() as u64;
-        for ((agent_id, evidence, clone_of), computer_id) in rest.into_iter().zip(ids) {
-            index.update_computer(agent_id, Some(computer_id));
-            links.push(AgentLink {
-                agent_id,
-                computer_id,
-                rule: Rule::New.as_str().into(),
-                evidence,
-                decided_by: "sync".into(),
-                clone_of,
-            });
-        }
-        if links.len() >= WRITE_BATCH {
-            self.flush_links(links, t).await?;
-        }
-        Ok(())
-    }
-
-    async fn flush_links(
-        &mut self,
-        links: &mut Vec<AgentLink>,
-        t: Timestamp,
-    ) -> Result<(), SyncError> {
-        if links.is_empty() {
-            return Ok(());
-        }
-        let n = self.db.link_agents(links, t).await?;
-        // The link and its evidence row.
-        self.counts.rows_written += n * 2;
-        links.clear();
-        Ok(())
-    }
-}
-
-/// An Agent's new computer before it is created: agent id, row, evidence, clone flag.
-type NewComputerFor = (i64, NewComputer, serde_json::Value, Option<String>);
-
-fn computer_update(id: i64, tenant_id: i64, f: &AgentFacts) -> ComputerUpdate {
-    ComputerUpdate {
-        id,
-        tenant_id,
-        name: f.hostname.clone(),
-        serial: f.serial.clone(),
-        smbios_uuid: f.smbios_uuid.clone(),
-        os: f.os.clone(),
-        last_contact_at: f.last_contact,
     }
 }
 

@@ -2,6 +2,7 @@
 //! refuses a second running one) and works in the background; `run` does the same in the caller's
 //! task, for the CLI and the benchmark.
 mod engine;
+mod identity;
 mod schedule;
 
 pub use engine::{SyncOutcome, SyncProgress};

@@ -1,0 +1,521 @@
+//! Identification inside a sync run (DESIGN.md §4), kept in memory for the whole run so that most
+//! Agents are identified while the device pages still stream in, not in a second pass after them.
+//!
+//! A new Agent can be decided as soon as it is written, except when the decision may depend on
+//! this integration's Agents that the run has not seen yet: whether an old Agent with the same
+//! hardware id is live (a clone) or gone (a reinstall) is only known once the fetch is complete.
+//! Those wait for the `identify` stage, as do Agents whose copy turned up later in the run and
+//! whose early decision used the shared id (they are decided again with the full picture).
+use super::SyncError;
+use rmmbridge_core::Timestamp;
+use rmmbridge_core::identify::{
+    HardwareIds, Identification, IdentityIndex, Incoming, KnownAgent, Rule, identify,
+    same_integration_holders,
+};
+use rmmbridge_core::plan::{AgentFacts, RunCounts};
+use rmmbridge_store::{
+    AgentLink, AgentState, ComputerUpdate, Db, NewComputer, NewDecision, SyncRunState,
+};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Writes queued before they go to the database in one batch.
+const WRITE_BATCH: usize = 10_000;
+
+/// How an Agent was decided in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decided {
+    Linked { computer_id: i64, rule: Rule },
+    New,
+    Manual,
+}
+
+/// An Agent's new computer before it is created: agent id, row, evidence, clone flag.
+type NewComputerFor = (i64, NewComputer, serde_json::Value, Option<String>);
+
+/// One integration's view of identification for the length of a run.
+pub(super) struct RunIdentity {
+    integration_id: i64,
+    allow_duplicates: bool,
+    loaded: bool,
+    index: IdentityIndex,
+    /// Which integrations hold live agents of each computer.
+    computer_integrations: HashMap<i64, HashSet<i64>>,
+    /// Agents waiting for an admin's ManualDecision: not asked about again.
+    waiting: HashSet<i64>,
+    /// This integration's Agents stored before the run that the RMM has not reported yet.
+    unreported: HashSet<i64>,
+    decided: HashMap<i64, Decided>,
+    /// Decided early, then a copy sharing their hardware ids arrived: decided again at the end.
+    revisit: BTreeSet<i64>,
+    /// Clone flags of Agents that became new computers this run, and copies found after them.
+    clone_of: HashMap<i64, Vec<i64>>,
+    later_copies: BTreeMap<i64, BTreeSet<i64>>,
+    new_computers: Vec<NewComputerFor>,
+    links: Vec<AgentLink>,
+    unlinks: Vec<i64>,
+    decisions: Vec<NewDecision>,
+    updates: Vec<ComputerUpdate>,
+}
+
+/// An Agent to identify: its id, the tenant its client is mapped to, its facts.
+pub(super) struct Candidate<'a> {
+    pub agent_id: i64,
+    pub tenant_id: i64,
+    pub facts: &'a AgentFacts,
+}
+
+impl RunIdentity {
+    /// `own`: this integration's Agents before the run. The index is loaded on first use, so a
+    /// run with nothing to identify never reads it.
+    pub fn new(
+        integration_id: i64,
+        allow_duplicates: bool,
+        own: impl IntoIterator<Item = i64>,
+    ) -> Self {
+        RunIdentity {
+            integration_id,
+            allow_duplicates,
+            loaded: false,
+            index: IdentityIndex::new(),
+            computer_integrations: HashMap::new(),
+            waiting: HashSet::new(),
+            unreported: own.into_iter().collect(),
+            decided: HashMap::new(),
+            revisit: BTreeSet::new(),
+            clone_of: HashMap::new(),
+            later_copies: BTreeMap::new(),
+            new_computers: Vec::new(),
+            links: Vec::new(),
+            unlinks: Vec::new(),
+            decisions: Vec::new(),
+            updates: Vec::new(),
+        }
+    }
+
+    /// Loads every Agent the hub knows (this run's writes included) and the open decisions.
+    pub async fn ensure_loaded(
+        &mut self,
+        db: &Db,
+        counts: &mut RunCounts,
+    ) -> Result<(), SyncError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.waiting = db.agents_with_open_decisions(self.integration_id).await?;
+        for r in db.identity_rows(true).await? {
+            if let Some(c) = r.computer_id
+                && r.state != AgentState::Retired
+            {
+                self.computer_integrations
+                    .entry(c)
+                    .or_default()
+                    .insert(r.integration_id);
+            }
+            self.index.insert(KnownAgent {
+                agent_id: r.agent_id,
+                integration_id: r.integration_id,
+                computer_id: r.computer_id,
+                tenant_id: r.tenant_id,
+                live: r.state == AgentState::Active,
+                missing: r.state == AgentState::Missing,
+                ids: HardwareIds::from_raw(
+                    &r.hostname,
+                    r.serial.as_deref(),
+                    r.smbios_uuid.as_deref(),
+                    &r.macs,
+                ),
+            });
+        }
+        self.loaded = true;
+        lap(counts, "identity.load", started);
+        Ok(())
+    }
+
+    /// The RMM reported this stored Agent in the current run.
+    pub fn reported(&mut self, agent_id: i64) {
+        self.unreported.remove(&agent_id);
+    }
+
+    /// Whether a stored Agent was reported in this run (after a complete fetch: whether it is gone).
+    pub fn was_reported(&self, agent_id: i64) -> bool {
+        !self.unreported.contains(&agent_id)
+    }
+
+    /// An Agent the run just created: live, not linked yet.
+    pub fn add_agent(&mut self, agent_id: i64, facts: &AgentFacts) {
+        // Before the index is loaded the database holds the Agent, and loading will read it.
+        if !self.loaded {
+            return;
+        }
+        self.index.insert(KnownAgent {
+            agent_id,
+            integration_id: self.integration_id,
+            computer_id: None,
+            tenant_id: None,
+            live: true,
+            missing: false,
+            ids: hardware_ids(facts),
+        });
+        self.revisit_holders_of(agent_id, facts);
+    }
+
+    /// A stored Agent whose facts the RMM changed.
+    pub fn update_agent(&mut self, agent_id: i64, facts: &AgentFacts) {
+        if !self.loaded {
+            return;
+        }
+        if let Some(mut a) = self.index.get(agent_id) {
+            a.ids = hardware_ids(facts);
+            self.index.insert(a);
+        }
+        self.revisit_holders_of(agent_id, facts);
+    }
+
+    /// Agents linked earlier in this run through a hardware id this Agent turns out to share: a
+    /// shared id may be a clone's, so they are decided again once the fetch is complete.
+    fn revisit_holders_of(&mut self, agent_id: i64, facts: &AgentFacts) {
+        if self.decided.is_empty() {
+            return;
+        }
+        let incoming = Incoming {
+            agent_id,
+            integration_id: self.integration_id,
+            tenant_id: None,
+            allow_duplicates: self.allow_duplicates,
+            ids: hardware_ids(facts),
+        };
+        for h in same_integration_holders(&incoming, &self.index) {
+            if let Some(Decided::Linked { .. }) = self.decided.get(&h) {
+                self.revisit.insert(h);
+            }
+        }
+    }
+
+    /// A lifecycle transition of the lifecycle stage.
+    pub fn set_state(&mut self, agent_id: i64, live: bool, missing: bool) {
+        if !self.loaded {
+            return;
+        }
+        self.index.update_state(agent_id, live, missing);
+    }
+
+    /// Waits for a ManualDecision (known once the index is loaded).
+    pub fn is_waiting(&self, agent_id: i64) -> bool {
+        self.waiting.contains(&agent_id)
+    }
+
+    /// Already decided in this run, and not to be decided again.
+    pub fn is_settled(&self, agent_id: i64) -> bool {
+        self.decided.contains_key(&agent_id) && !self.revisit.contains(&agent_id)
+    }
+
+    /// Decided early, but to be decided again now that the fetch is complete.
+    pub fn is_revisit(&self, agent_id: i64) -> bool {
+        self.revisit.contains(&agent_id)
+    }
+
+    /// Identifies an unlinked Agent while the pages stream in, unless the decision depends on
+    /// Agents of this integration the run has not seen yet. Returns whether it was decided.
+    pub fn decide_early(&mut self, c: &Candidate, counts: &mut RunCounts) -> bool {
+        let incoming = self.incoming(c);
+        if self.unreported.is_empty() {
+            self.decide(c, incoming, counts);
+            return true;
+        }
+        let holders = same_integration_holders(&incoming, &self.index);
+        if holders.iter().any(|h| self.unreported.contains(h)) {
+            return false;
+        }
+        self.decide(c, incoming, counts);
+        true
+    }
+
+    /// Identifies an unlinked Agent (or, for one decided early, decides it again).
+    pub fn decide_late(&mut self, c: &Candidate, counts: &mut RunCounts) {
+        let incoming = self.incoming(c);
+        self.decide(c, incoming, counts);
+    }
+
+    fn incoming(&self, c: &Candidate) -> Incoming {
+        Incoming {
+            agent_id: c.agent_id,
+            integration_id: self.integration_id,
+            tenant_id: Some(c.tenant_id),
+            allow_duplicates: self.allow_duplicates,
+            ids: hardware_ids(c.facts),
+        }
+    }
+
+    fn decide(&mut self, c: &Candidate, incoming: Incoming, counts: &mut RunCounts) {
+        let earlier = if self.revisit.remove(&c.agent_id) {
+            self.decided.get(&c.agent_id).copied()
+        } else {
+            None
+        };
+        let outcome = identify(&incoming, &self.index);
+        if let Some(Decided::Linked { computer_id, rule }) = earlier {
+            if matches!(outcome, Identification::Link { computer_id: now, .. } if now == computer_id)
+            {
+                return;
+            }
+            // The early link no longer stands: its count goes, the new decision counts.
+            match rule {
+                Rule::SmbiosUuid => counts.identified_smbios_uuid -= 1,
+                Rule::Serial => counts.identified_serial -= 1,
+                Rule::Mac => counts.identified_mac -= 1,
+                _ => {}
+            }
+        }
+        match outcome {
+            Identification::Link {
+                computer_id,
+                rule,
+                evidence,
+                reinstall,
+            } => {
+                match rule {
+                    Rule::SmbiosUuid => counts.identified_smbios_uuid += 1,
+                    Rule::Serial => counts.identified_serial += 1,
+                    Rule::Mac => counts.identified_mac += 1,
+                    _ => {}
+                }
+                if reinstall {
+                    counts.reinstalls += 1;
+                }
+                let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
+                ev["reinstall"] = json!(reinstall);
+                ev["explanation"] = json!(evidence.explain());
+                self.links.push(AgentLink {
+                    agent_id: c.agent_id,
+                    computer_id,
+                    rule: rule.as_str().into(),
+                    evidence: ev,
+                    decided_by: "sync".into(),
+                    clone_of: None,
+                });
+                self.index.update_computer(c.agent_id, Some(computer_id));
+                self.decided
+                    .insert(c.agent_id, Decided::Linked { computer_id, rule });
+            }
+            Identification::NewComputer { evidence, clone_of } => {
+                counts.new_computers += 1;
+                if !clone_of.is_empty() {
+                    counts.clones += 1;
+                }
+                for original in &clone_of {
+                    if self.decided.get(original) == Some(&Decided::New) {
+                        self.later_copies
+                            .entry(*original)
+                            .or_default()
+                            .insert(c.agent_id);
+                    }
+                }
+                let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
+                ev["explanation"] = json!(evidence.explain());
+                let flag = (!clone_of.is_empty())
+                    .then(|| serde_json::to_string(&clone_of).unwrap_or_default());
+                if !clone_of.is_empty() {
+                    self.clone_of.insert(c.agent_id, clone_of);
+                }
+                let f = c.facts;
+                self.new_computers.push((
+                    c.agent_id,
+                    NewComputer {
+                        tenant_id: c.tenant_id,
+                        name: f.hostname.clone(),
+                        serial: f.serial.clone(),
+                        smbios_uuid: f.smbios_uuid.clone(),
+                        os: f.os.clone(),
+                        last_contact_at: f.last_contact,
+                    },
+                    ev,
+                    flag,
+                ));
+                self.decided.insert(c.agent_id, Decided::New);
+            }
+            Identification::Manual {
+                kind,
+                candidate_computer_id,
+                reason,
+                evidence,
+            } => {
+                counts.manual_decisions += 1;
+                let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
+                ev["explanation"] = json!(evidence.explain());
+                self.decisions.push(NewDecision {
+                    agent_id: c.agent_id,
+                    candidate_computer_id,
+                    kind: kind.as_str().into(),
+                    reason,
+                    evidence: ev,
+                });
+                if earlier.is_some() {
+                    self.unlinks.push(c.agent_id);
+                    self.index.update_computer(c.agent_id, None);
+                }
+                self.waiting.insert(c.agent_id);
+                self.decided.insert(c.agent_id, Decided::Manual);
+            }
+        }
+    }
+
+    /// Rule 1 for an Agent that is linked already: its computer follows its tenant (when no other
+    /// integration's agent holds the computer elsewhere) and, when the Agent changed, its facts.
+    /// `computer_tenant`: the computer's tenant now. Needs the index when the tenants differ.
+    pub fn follow(
+        &mut self,
+        computer_id: i64,
+        computer_tenant: Option<i64>,
+        c: &Candidate,
+        changed: bool,
+        counts: &mut RunCounts,
+    ) {
+        let moved = computer_tenant.is_some_and(|t| t != c.tenant_id)
+            && self
+                .computer_integrations
+                .get(&computer_id)
+                .is_none_or(|s| s.iter().all(|i| *i == self.integration_id));
+        if moved {
+            counts.computers_moved += 1;
+        }
+        if moved || changed {
+            let tenant = if moved {
+                c.tenant_id
+            } else {
+                computer_tenant.unwrap_or(c.tenant_id)
+            };
+            let f = c.facts;
+            self.updates.push(ComputerUpdate {
+                id: computer_id,
+                tenant_id: tenant,
+                name: f.hostname.clone(),
+                serial: f.serial.clone(),
+                smbios_uuid: f.smbios_uuid.clone(),
+                os: f.os.clone(),
+                last_contact_at: f.last_contact,
+            });
+        }
+    }
+
+    /// Writes what was decided so far once enough is queued (or everything, with `all`).
+    pub async fn flush(
+        &mut self,
+        db: &Db,
+        t: Timestamp,
+        all: bool,
+        counts: &mut RunCounts,
+    ) -> Result<(), SyncError> {
+        let due = |n: usize| n > 0 && (all || n >= WRITE_BATCH);
+        let started = std::time::Instant::now();
+        if due(self.new_computers.len()) {
+            let (rows, rest): (Vec<NewComputer>, Vec<_>) = std::mem::take(&mut self.new_computers)
+                .into_iter()
+                .map(|(agent, c, ev, flag)| (c, (agent, ev, flag)))
+                .unzip();
+            // A crash before the links below leaves orphans, which the next run deletes.
+            let ids = db.create_computers(&rows, t).await?;
+            counts.rows_written += ids.len() as u64;
+            lap(counts, "write.computers", started);
+            for ((agent_id, evidence, clone_of), computer_id) in rest.into_iter().zip(ids) {
+                self.index.update_computer(agent_id, Some(computer_id));
+                self.links.push(AgentLink {
+                    agent_id,
+                    computer_id,
+                    rule: Rule::New.as_str().into(),
+                    evidence,
+                    decided_by: "sync".into(),
+                    clone_of,
+                });
+            }
+        }
+        if due(self.links.len()) {
+            let started = std::time::Instant::now();
+            let n = db.link_agents(&self.links, t).await?;
+            // The link and its evidence row.
+            counts.rows_written += n * 2;
+            self.links.clear();
+            lap(counts, "write.links", started);
+        }
+        if due(self.unlinks.len()) {
+            counts.rows_written += db.unlink_agents(&self.unlinks, t).await?;
+            self.unlinks.clear();
+        }
+        if due(self.decisions.len()) {
+            counts.rows_written += db.raise_decisions(&self.decisions, t).await?;
+            self.decisions.clear();
+        }
+        if due(self.updates.len()) {
+            let n = db.update_computers(&self.updates, t).await?;
+            counts.computers_updated += n;
+            counts.rows_written += n;
+            self.updates.clear();
+        }
+        Ok(())
+    }
+
+    /// The last writes of a run: everything queued, and the clone flags of Agents whose copies
+    /// were found after them (so both of a pair are flagged, whichever came first).
+    pub async fn finish(
+        &mut self,
+        db: &Db,
+        t: Timestamp,
+        counts: &mut RunCounts,
+    ) -> Result<(), SyncError> {
+        self.flush(db, t, true, counts).await?;
+        let flags: Vec<(i64, Option<String>)> = std::mem::take(&mut self.later_copies)
+            .into_iter()
+            .map(|(agent, copies)| {
+                let mut all: BTreeSet<i64> = self
+                    .clone_of
+                    .get(&agent)
+                    .map(|c| c.iter().copied().collect())
+                    .unwrap_or_default();
+                all.extend(copies);
+                let list: Vec<i64> = all.into_iter().collect();
+                (
+                    agent,
+                    Some(serde_json::to_string(&list).unwrap_or_default()),
+                )
+            })
+            .collect();
+        if !flags.is_empty() {
+            counts.rows_written += db.set_clone_flags(&flags, t).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the run before this one of the integration ended cleanly; if not, what it may have
+/// left (computers created but never linked) is deleted before identifying again.
+pub(super) async fn converge_after_unclean_run(
+    db: &Db,
+    integration_id: i64,
+    run_id: i64,
+) -> Result<bool, SyncError> {
+    let previous_clean = db
+        .list_sync_runs(Some(integration_id), 2)
+        .await?
+        .into_iter()
+        .find(|r| r.id != run_id)
+        .is_some_and(|r| r.state == SyncRunState::Succeeded);
+    if !previous_clean {
+        db.delete_orphan_computers().await?;
+    }
+    Ok(previous_clean)
+}
+
+/// Adds the time since `started` to a step's total, for `bench sync`.
+pub(super) fn lap(counts: &mut RunCounts, step: &str, started: std::time::Instant) {
+    *counts.stage_ms.entry(step.to_owned()).or_default() += started.elapsed().as_millis() as u64;
+}
+
+fn hardware_ids(f: &AgentFacts) -> HardwareIds {
+    HardwareIds::from_raw(
+        &f.hostname,
+        f.serial.as_deref(),
+        f.smbios_uuid.as_deref(),
+        &f.macs,
+    )
+}
