@@ -1,6 +1,7 @@
 //! Agents: one device record as one RMM reports it. The sync engine loads a compact snapshot per
 //! run, decides in pure code, then writes in batches; every write reports the rows it changed, and
 //! writing facts that did not change writes nothing.
+use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, parse_col};
 use futures::TryStreamExt;
@@ -353,7 +354,7 @@ impl Db {
     ) -> StoreResult<AgentUpsert> {
         let agents = dedupe_last(agents, |a| a.external_id.as_str());
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut out = AgentUpsert::default();
             for chunk in agents.chunks(rows_per_chunk(p, 10)) {
                 let mut sel = Sql::new(
@@ -455,7 +456,7 @@ impl Db {
     ) -> StoreResult<u64> {
         let states = dedupe_last(states, |s| s.0);
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut written = 0;
             for chunk in states.chunks(rows_per_chunk(p, 3)) {
                 let mut sql = Sql::new(
@@ -490,7 +491,7 @@ impl Db {
     pub async fn link_agents(&self, links: &[AgentLink], now: Timestamp) -> StoreResult<u64> {
         let links = dedupe_last(links, |l| l.agent_id);
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut changed: Vec<&AgentLink> = Vec::new();
             for chunk in links.chunks(rows_per_chunk(p, 3)) {
                 let mut sql = Sql::new(
@@ -552,7 +553,7 @@ impl Db {
     ) -> StoreResult<u64> {
         let flags = dedupe_last(flags, |f| f.0);
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut written = 0;
             for chunk in flags.chunks(rows_per_chunk(p, 2)) {
                 let mut sql = Sql::new(
@@ -580,7 +581,7 @@ impl Db {
     /// Takes agents off their computers (they now wait for a ManualDecision). Returns rows changed.
     pub async fn unlink_agents(&self, agent_ids: &[i64], now: Timestamp) -> StoreResult<u64> {
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut written = 0;
             for chunk in agent_ids.chunks(rows_per_chunk(p, 1)) {
                 let mut sql = Sql::new(

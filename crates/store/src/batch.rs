@@ -20,6 +20,38 @@ impl ParamLimit for sqlx::PgPool {
     const MAX_PARAMS: usize = 20_000;
 }
 
+/// A transaction that will write. On SQLite it takes the write lock at BEGIN (`IMMEDIATE`): a
+/// deferred one that reads first cannot upgrade once another connection has written meanwhile
+/// (SQLITE_BUSY_SNAPSHOT, not retried by the busy timeout), which the sync's writer task and its
+/// progress updates would otherwise hit.
+pub(crate) trait WriteTx {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl WriteTx for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl WriteTx for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin()
+    }
+}
+
 /// Rows per statement on the pool's backend when each row binds `per_row` values.
 pub(crate) fn rows_per_chunk<P: ParamLimit>(_pool: &P, per_row: usize) -> usize {
     (P::MAX_PARAMS / per_row.max(1)).max(1)

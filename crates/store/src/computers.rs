@@ -3,6 +3,7 @@
 //! Search is case-insensitive on name and serial (prefix or substring). Lowercased copies
 //! (`search_name`, `search_serial`) are kept next to the originals, and pages walk an index in
 //! name order (`computers_search`, `computers_tenant_search`) so a page stops at its LIMIT.
+use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, like_substring, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, TenantScope};
 use rmmbridge_core::Timestamp;
@@ -210,7 +211,7 @@ impl Db {
             })
             .collect();
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut ids = Vec::with_capacity(computers.len());
             let per = rows_per_chunk(p, 8);
             for (chunk, keys) in computers.chunks(per).zip(keys.chunks(per)) {
@@ -262,7 +263,7 @@ impl Db {
             })
             .collect();
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut written = 0;
             let per = rows_per_chunk(p, 9);
             for (chunk, keys) in updates.chunks(per).zip(keys.chunks(per)) {
@@ -506,7 +507,7 @@ impl Db {
         }
         let evidence = json!({ "merged_from": from, "merged_into": into });
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let found: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM computers WHERE id IN ($1, $2) AND (id = $1 OR retired_at IS NULL)",
             )

@@ -1,5 +1,6 @@
 //! ManualDecisions: identifications the hub will not guess (reinstall vs clone vs new machine).
 //! The store records and resolves them; performing a merge or creating a computer is the caller's.
+use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, TenantScope, parse_col};
 use rmmbridge_core::Timestamp;
@@ -155,7 +156,7 @@ impl Db {
         now: Timestamp,
     ) -> StoreResult<u64> {
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut raised = 0;
             for chunk in decisions.chunks(rows_per_chunk(p, 5)) {
                 let mut sql = Sql::new(

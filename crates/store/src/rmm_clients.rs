@@ -2,6 +2,7 @@
 //!
 //! The pending mapping (`state`, `tenant_id`) is what the admin edits; the applied mapping
 //! (`applied_state`, `applied_tenant_id`) is what Finish last applied. The preview compares them.
+use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
 use crate::{Db, NewAuditEntry, StoreError, StoreResult, parse_col};
 use rmmbridge_core::Timestamp;
@@ -385,7 +386,7 @@ impl Db {
             .filter(|c| seen.insert(c.external_id.as_str()))
             .collect();
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let existing = sqlx::query_as::<_, ExistingClient>(
                 "SELECT id, external_id, parent_external_id, kind, name, vanished_at
                  FROM rmm_clients WHERE integration_id = $1",
@@ -529,7 +530,7 @@ impl Db {
             .map(|(id, c)| check_change(c).map(|t| (*id, c, t)))
             .collect::<StoreResult<Vec<_>>>()?;
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut written = 0;
             for (id, c, tenant) in &checked {
                 let n = sqlx::query(
@@ -583,7 +584,7 @@ impl Db {
         F: FnOnce(&AppliedLinks) -> Vec<NewAuditEntry>,
     {
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let rows = sqlx::query_as::<_, ApplyRow>(
                 "SELECT l.rmm_client_id, r.external_id, r.name, l.state, l.tenant_id,
                         l.applied_state, l.applied_tenant_id

@@ -1,6 +1,7 @@
 //! SyncRuns (one import pass of one integration) and the device plan each run applied.
 //! At most one run per integration is `running`: the database enforces it
 //! (`sync_runs_one_running`), so two instances sharing PostgreSQL cannot both sync.
+use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, parse_col};
 use rmmbridge_core::Timestamp;
@@ -320,7 +321,7 @@ impl Db {
     /// Stores (part of) a run's device plan with multi-row inserts; returns rows written.
     pub async fn add_plan_items(&self, run_id: i64, items: &[NewPlanItem]) -> StoreResult<u64> {
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut written = 0;
             for chunk in items.chunks(rows_per_chunk(p, 4)) {
                 let mut sql = Sql::new(

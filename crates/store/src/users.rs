@@ -1,4 +1,5 @@
 //! Users of the hub, their roles and tenant limits.
+use crate::batch::WriteTx;
 use crate::{Db, StoreError, StoreResult, parse_col};
 use rmmbridge_core::{Role, Timestamp};
 use sqlx::AssertSqlSafe;
@@ -203,7 +204,7 @@ impl Db {
     /// Replaces the user's tenant limits in one transaction; an unknown tenant id is a not-found error.
     pub async fn set_user_tenants(&self, user_id: i64, tenant_ids: &[i64]) -> StoreResult<()> {
         with_db!(self, |p| {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM user_tenants WHERE user_id = $1")
                 .bind(user_id)
                 .execute(&mut *tx)

@@ -14,7 +14,9 @@
 //! Every write is idempotent and each stage re-derives its work from the database, so a run that
 //! was killed half-way is converged by the next one: no duplicates, the same final state.
 use super::SyncError;
-use super::identity::{Candidate, RunIdentity, converge_after_unclean_run, lap};
+use super::identity::{
+    Candidate, PendingWrites, RunIdentity, Written, converge_after_unclean_run, lap,
+};
 use crate::services::integrations::IntegrationOptions;
 use crate::services::integrations::connectors::Connectors;
 use crate::state::now;
@@ -272,10 +274,12 @@ impl Engine<'_> {
             .map(facts_of)
             .collect();
         let mut identity = RunIdentity::new(
+            self.db,
             integration_id,
             opts.allow_duplicates,
             known.values().map(|k| k.id),
-        );
+        )
+        .await?;
         let fetched = self
             .fetch_and_write(connector.clone(), &mapping, &mut known, &mut identity)
             .await;
@@ -310,6 +314,7 @@ impl Engine<'_> {
                 }
             }
         });
+        let mut writer = Writer::start(self.db.clone(), self.run.integration_id, self.run.id);
         let mut writes: Vec<(AgentWrite, Option<NewPlanItem>)> = Vec::new();
         let mut outcome = Ok(());
         loop {
@@ -341,7 +346,8 @@ impl Engine<'_> {
                 }
             }
             if writes.len() >= WRITE_BATCH {
-                self.write(&mut writes, known, mapping, identity).await?;
+                self.write(&mut writes, known, mapping, identity, &mut writer)
+                    .await?;
             }
             (self.progress)(&SyncProgress {
                 stage: "devices".into(),
@@ -360,10 +366,9 @@ impl Engine<'_> {
         drop(rx);
         let _ = fetcher.await;
         // What was fetched before a failure is still stored: the next run starts from there.
-        self.write(&mut writes, known, mapping, identity).await?;
-        identity
-            .flush(self.db, now(), true, &mut self.counts)
+        self.write(&mut writes, known, mapping, identity, &mut writer)
             .await?;
+        self.drain(known, mapping, identity, writer).await?;
         outcome
     }
 
@@ -423,34 +428,79 @@ impl Engine<'_> {
         Some((write, Some(item)))
     }
 
+    /// Hands a batch of Agent writes to the writer and, while the writer stores it, takes in
+    /// the batch before (identifies it and hands identification's writes on).
     async fn write(
         &mut self,
         writes: &mut Vec<(AgentWrite, Option<NewPlanItem>)>,
         known: &mut HashMap<String, Known>,
         mapping: &Mapping,
         identity: &mut RunIdentity,
+        writer: &mut Writer,
     ) -> Result<(), SyncError> {
         if writes.is_empty() {
             return Ok(());
         }
         let (agents, items): (Vec<AgentWrite>, Vec<Option<NewPlanItem>>) =
             std::mem::take(writes).into_iter().unzip();
-        let t = now();
-        let started = std::time::Instant::now();
-        let upsert = self
-            .db
-            .upsert_agents(self.run.integration_id, &agents, t)
-            .await?;
-        lap(&mut self.counts, "write.agents", started);
-        self.counts.rows_written += upsert.rows_written();
-        let ids: HashMap<&str, i64> = upsert.ids.iter().map(|(e, id)| (e.as_str(), *id)).collect();
-        let mut items: Vec<NewPlanItem> = items.into_iter().flatten().collect();
-        for it in &mut items {
-            it.agent_id = ids.get(it.external_id.as_str()).copied();
+        let items = items.into_iter().flatten().collect();
+        let stored = writer.agents(agents, items).await?;
+        if let Some(previous) = writer.in_flight.replace(stored) {
+            self.absorb(previous, known, mapping, identity, writer)
+                .await?;
         }
-        let started = std::time::Instant::now();
-        self.counts.rows_written += self.db.add_plan_items(self.run.id, &items).await?;
-        lap(&mut self.counts, "write.plan", started);
+        Ok(())
+    }
+
+    /// Everything handed to the writer is stored (or the writer's error is returned).
+    async fn drain(
+        &mut self,
+        known: &mut HashMap<String, Known>,
+        mapping: &Mapping,
+        identity: &mut RunIdentity,
+        mut writer: Writer,
+    ) -> Result<(), SyncError> {
+        if let Some(previous) = writer.in_flight.take() {
+            self.absorb(previous, known, mapping, identity, &mut writer)
+                .await?;
+        }
+        if let Some(w) = identity.take_writes(true) {
+            writer.identity(w).await?;
+        }
+        for done in writer.finish().await? {
+            identity.written(done, &mut self.counts);
+        }
+        Ok(())
+    }
+
+    /// A stored batch: its ids go into `known` and the index, its new Agents are identified.
+    async fn absorb(
+        &mut self,
+        stored: tokio::sync::oneshot::Receiver<AgentsStored>,
+        known: &mut HashMap<String, Known>,
+        mapping: &Mapping,
+        identity: &mut RunIdentity,
+        writer: &mut Writer,
+    ) -> Result<(), SyncError> {
+        let Ok(AgentsStored {
+            agents,
+            upsert,
+            rows_written,
+            ms,
+        }) = stored.await
+        else {
+            // The writer stopped: its error says why.
+            return Err(writer.failure().await);
+        };
+        self.counts.rows_written += rows_written;
+        for (step, v) in ms {
+            *self.counts.stage_ms.entry(step.to_owned()).or_default() += v;
+        }
+        // Computers created for earlier batches, so the index links to them.
+        for done in writer.done_so_far() {
+            identity.written(done, &mut self.counts);
+        }
+        let ids: HashMap<&str, i64> = upsert.ids.iter().map(|(e, id)| (e.as_str(), *id)).collect();
         let started = std::time::Instant::now();
         let mut written: Vec<String> = Vec::with_capacity(agents.len());
         for a in agents {
@@ -490,7 +540,11 @@ impl Engine<'_> {
             written.push(a.external_id);
         }
         // Identified once the whole batch is in the index, so two copies in one batch see each other.
-        let unlinked = |k: &Known| k.lifecycle == Lifecycle::Active && k.computer_id.is_none();
+        let unlinked = |k: &Known| {
+            k.lifecycle == Lifecycle::Active
+                && k.computer_id.is_none()
+                && !identity.is_waiting(k.id)
+        };
         if written.iter().any(|e| known.get(e).is_some_and(unlinked)) {
             identity.ensure_loaded(self.db, &mut self.counts).await?;
         }
@@ -514,7 +568,9 @@ impl Engine<'_> {
             identity.decide_early(&c, &mut self.counts);
         }
         lap(&mut self.counts, "devices.identify", started);
-        identity.flush(self.db, t, false, &mut self.counts).await?;
+        if let Some(w) = identity.take_writes(false) {
+            writer.identity(w).await?;
+        }
         Ok(())
     }
 
@@ -605,9 +661,7 @@ impl Engine<'_> {
                 }
                 _ => {
                     identity.ensure_loaded(self.db, &mut self.counts).await?;
-                    if !identity.is_waiting(k.id) {
-                        identity.decide_late(&c, &mut self.counts);
-                    }
+                    identity.decide_late(&c, &mut self.counts);
                 }
             }
             identity.flush(self.db, t, false, &mut self.counts).await?;
@@ -633,6 +687,144 @@ impl Engine<'_> {
         }
         self.lap("identify.tidy", &mut clock);
         Ok(())
+    }
+}
+
+/// A stored batch of Agents: the writes back (the engine keeps their facts), the ids.
+struct AgentsStored {
+    agents: Vec<AgentWrite>,
+    upsert: rmmbridge_store::AgentUpsert,
+    rows_written: u64,
+    ms: Vec<(&'static str, u64)>,
+}
+
+enum WriteJob {
+    Agents {
+        agents: Vec<AgentWrite>,
+        items: Vec<NewPlanItem>,
+        reply: tokio::sync::oneshot::Sender<AgentsStored>,
+    },
+    Identity(PendingWrites),
+}
+
+/// The database side of the devices stage, in a task of its own: batches are stored in the order
+/// they are handed over while the engine plans and identifies the next ones. SQLite has one
+/// writer at a time anyway; this keeps it busy.
+struct Writer {
+    jobs: tokio::sync::mpsc::Sender<WriteJob>,
+    done: tokio::sync::mpsc::UnboundedReceiver<Written>,
+    task: tokio::task::JoinHandle<Result<(), SyncError>>,
+    /// The batch being stored, not taken in yet.
+    in_flight: Option<tokio::sync::oneshot::Receiver<AgentsStored>>,
+}
+
+impl Writer {
+    fn start(db: Db, integration_id: i64, run_id: i64) -> Writer {
+        // Two jobs queued at most: a batch being stored and the next.
+        let (jobs, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(2);
+        let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                let t = now();
+                match job {
+                    WriteJob::Agents {
+                        agents,
+                        mut items,
+                        reply,
+                    } => {
+                        let started = std::time::Instant::now();
+                        let upsert = db.upsert_agents(integration_id, &agents, t).await?;
+                        let mut ms = vec![("write.agents", started.elapsed().as_millis() as u64)];
+                        let ids: HashMap<&str, i64> =
+                            upsert.ids.iter().map(|(e, id)| (e.as_str(), *id)).collect();
+                        for it in &mut items {
+                            it.agent_id = ids.get(it.external_id.as_str()).copied();
+                        }
+                        let started = std::time::Instant::now();
+                        let plan_rows = db.add_plan_items(run_id, &items).await?;
+                        ms.push(("write.plan", started.elapsed().as_millis() as u64));
+                        let rows_written = upsert.rows_written() + plan_rows;
+                        let _ = reply.send(AgentsStored {
+                            agents,
+                            upsert,
+                            rows_written,
+                            ms,
+                        });
+                    }
+                    WriteJob::Identity(w) => {
+                        let _ = done_tx.send(w.apply(&db, t).await?);
+                    }
+                }
+            }
+            Ok(())
+        });
+        Writer {
+            jobs,
+            done,
+            task,
+            in_flight: None,
+        }
+    }
+
+    async fn agents(
+        &mut self,
+        agents: Vec<AgentWrite>,
+        items: Vec<NewPlanItem>,
+    ) -> Result<tokio::sync::oneshot::Receiver<AgentsStored>, SyncError> {
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        let job = WriteJob::Agents {
+            agents,
+            items,
+            reply,
+        };
+        if self.jobs.send(job).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(stored)
+    }
+
+    async fn identity(&mut self, w: PendingWrites) -> Result<(), SyncError> {
+        if self.jobs.send(WriteJob::Identity(w)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
+    }
+
+    /// Identification writes stored so far.
+    fn done_so_far(&mut self) -> Vec<Written> {
+        let mut out = Vec::new();
+        while let Ok(w) = self.done.try_recv() {
+            out.push(w);
+        }
+        out
+    }
+
+    /// Why the writer stopped.
+    async fn failure(&mut self) -> SyncError {
+        match (&mut self.task).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => SyncError::Invalid("the sync's database writer stopped early".into()),
+            Err(e) => SyncError::Invalid(format!("the sync's database writer failed: {e}")),
+        }
+    }
+
+    /// Waits until everything handed over is stored; returns the last identification writes.
+    async fn finish(mut self) -> Result<Vec<Written>, SyncError> {
+        drop(self.jobs);
+        match (&mut self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(SyncError::Invalid(format!(
+                    "the sync's database writer failed: {e}"
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        while let Ok(w) = self.done.try_recv() {
+            out.push(w);
+        }
+        Ok(out)
     }
 }
 

@@ -68,18 +68,19 @@ pub(super) struct Candidate<'a> {
 impl RunIdentity {
     /// `own`: this integration's Agents before the run. The index is loaded on first use, so a
     /// run with nothing to identify never reads it.
-    pub fn new(
+    pub async fn new(
+        db: &Db,
         integration_id: i64,
         allow_duplicates: bool,
         own: impl IntoIterator<Item = i64>,
-    ) -> Self {
-        RunIdentity {
+    ) -> Result<Self, SyncError> {
+        Ok(RunIdentity {
             integration_id,
             allow_duplicates,
             loaded: false,
             index: IdentityIndex::new(),
             computer_integrations: HashMap::new(),
-            waiting: HashSet::new(),
+            waiting: db.agents_with_open_decisions(integration_id).await?,
             unreported: own.into_iter().collect(),
             decided: HashMap::new(),
             revisit: BTreeSet::new(),
@@ -90,10 +91,10 @@ impl RunIdentity {
             unlinks: Vec::new(),
             decisions: Vec::new(),
             updates: Vec::new(),
-        }
+        })
     }
 
-    /// Loads every Agent the hub knows (this run's writes included) and the open decisions.
+    /// Loads every Agent the hub knows (this run's writes included).
     pub async fn ensure_loaded(
         &mut self,
         db: &Db,
@@ -103,7 +104,6 @@ impl RunIdentity {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        self.waiting = db.agents_with_open_decisions(self.integration_id).await?;
         for r in db.identity_rows(true).await? {
             if let Some(c) = r.computer_id
                 && r.state != AgentState::Retired
@@ -201,7 +201,7 @@ impl RunIdentity {
         self.index.update_state(agent_id, live, missing);
     }
 
-    /// Waits for a ManualDecision (known once the index is loaded).
+    /// Waits for a ManualDecision.
     pub fn is_waiting(&self, agent_id: i64) -> bool {
         self.waiting.contains(&agent_id)
     }
@@ -399,7 +399,38 @@ impl RunIdentity {
         }
     }
 
-    /// Writes what was decided so far once enough is queued (or everything, with `all`).
+    /// What was decided so far, to be written, once enough is queued (or everything, with `all`).
+    pub fn take_writes(&mut self, all: bool) -> Option<PendingWrites> {
+        let queued = self.new_computers.len()
+            + self.links.len()
+            + self.unlinks.len()
+            + self.decisions.len()
+            + self.updates.len();
+        if queued == 0 || (!all && queued < WRITE_BATCH) {
+            return None;
+        }
+        Some(PendingWrites {
+            new_computers: std::mem::take(&mut self.new_computers),
+            links: std::mem::take(&mut self.links),
+            unlinks: std::mem::take(&mut self.unlinks),
+            decisions: std::mem::take(&mut self.decisions),
+            updates: std::mem::take(&mut self.updates),
+        })
+    }
+
+    /// Takes in what a [`PendingWrites::apply`] did: the ids of the new computers, and counts.
+    pub fn written(&mut self, w: Written, counts: &mut RunCounts) {
+        for (agent_id, computer_id) in w.computers {
+            self.index.update_computer(agent_id, Some(computer_id));
+        }
+        counts.rows_written += w.rows_written;
+        counts.computers_updated += w.computers_updated;
+        for (step, ms) in w.ms {
+            *counts.stage_ms.entry(step.to_owned()).or_default() += ms;
+        }
+    }
+
+    /// Writes what is due now, in the caller's task.
     pub async fn flush(
         &mut self,
         db: &Db,
@@ -407,50 +438,9 @@ impl RunIdentity {
         all: bool,
         counts: &mut RunCounts,
     ) -> Result<(), SyncError> {
-        let due = |n: usize| n > 0 && (all || n >= WRITE_BATCH);
-        let started = std::time::Instant::now();
-        if due(self.new_computers.len()) {
-            let (rows, rest): (Vec<NewComputer>, Vec<_>) = std::mem::take(&mut self.new_computers)
-                .into_iter()
-                .map(|(agent, c, ev, flag)| (c, (agent, ev, flag)))
-                .unzip();
-            // A crash before the links below leaves orphans, which the next run deletes.
-            let ids = db.create_computers(&rows, t).await?;
-            counts.rows_written += ids.len() as u64;
-            lap(counts, "write.computers", started);
-            for ((agent_id, evidence, clone_of), computer_id) in rest.into_iter().zip(ids) {
-                self.index.update_computer(agent_id, Some(computer_id));
-                self.links.push(AgentLink {
-                    agent_id,
-                    computer_id,
-                    rule: Rule::New.as_str().into(),
-                    evidence,
-                    decided_by: "sync".into(),
-                    clone_of,
-                });
-            }
-        }
-        if due(self.links.len()) {
-            let started = std::time::Instant::now();
-            let n = db.link_agents(&self.links, t).await?;
-            // The link and its evidence row.
-            counts.rows_written += n * 2;
-            self.links.clear();
-            lap(counts, "write.links", started);
-        }
-        if due(self.unlinks.len()) {
-            counts.rows_written += db.unlink_agents(&self.unlinks, t).await?;
-            self.unlinks.clear();
-        }
-        if due(self.decisions.len()) {
-            counts.rows_written += db.raise_decisions(&self.decisions, t).await?;
-            self.decisions.clear();
-        }
-        if due(self.updates.len()) {
-            let n = db.update_computers(&self.updates, t).await?;
-            counts.computers_updated += n;
-            counts.rows_written += n;
-            self.updates.clear();
+        if let Some(w) = self.take_writes(all) {
+            let done = w.apply(db, t).await?;
+            self.written(done, counts);
         }
         Ok(())
     }
@@ -484,6 +474,75 @@ impl RunIdentity {
             counts.rows_written += db.set_clone_flags(&flags, t).await?;
         }
         Ok(())
+    }
+}
+
+/// Identification's writes of one batch: new computers and the links to them, other links,
+/// unlinks, decisions and computer updates. Owned, so a writer task can apply them while the
+/// engine goes on.
+pub(super) struct PendingWrites {
+    new_computers: Vec<NewComputerFor>,
+    links: Vec<AgentLink>,
+    unlinks: Vec<i64>,
+    decisions: Vec<NewDecision>,
+    updates: Vec<ComputerUpdate>,
+}
+
+/// What [`PendingWrites::apply`] did.
+#[derive(Default)]
+pub(super) struct Written {
+    /// (agent, its new computer).
+    computers: Vec<(i64, i64)>,
+    rows_written: u64,
+    computers_updated: u64,
+    ms: Vec<(&'static str, u64)>,
+}
+
+impl PendingWrites {
+    pub async fn apply(mut self, db: &Db, t: Timestamp) -> Result<Written, SyncError> {
+        let mut out = Written::default();
+        let started = std::time::Instant::now();
+        if !self.new_computers.is_empty() {
+            let (rows, rest): (Vec<NewComputer>, Vec<_>) = std::mem::take(&mut self.new_computers)
+                .into_iter()
+                .map(|(agent, c, ev, flag)| (c, (agent, ev, flag)))
+                .unzip();
+            // A crash before the links below leaves orphans, which the next run deletes.
+            let ids = db.create_computers(&rows, t).await?;
+            out.rows_written += ids.len() as u64;
+            for ((agent_id, evidence, clone_of), computer_id) in rest.into_iter().zip(ids) {
+                out.computers.push((agent_id, computer_id));
+                self.links.push(AgentLink {
+                    agent_id,
+                    computer_id,
+                    rule: Rule::New.as_str().into(),
+                    evidence,
+                    decided_by: "sync".into(),
+                    clone_of,
+                });
+            }
+            out.ms
+                .push(("write.computers", started.elapsed().as_millis() as u64));
+        }
+        if !self.links.is_empty() {
+            let started = std::time::Instant::now();
+            // The link and its evidence row.
+            out.rows_written += db.link_agents(&self.links, t).await? * 2;
+            out.ms
+                .push(("write.links", started.elapsed().as_millis() as u64));
+        }
+        if !self.unlinks.is_empty() {
+            out.rows_written += db.unlink_agents(&self.unlinks, t).await?;
+        }
+        if !self.decisions.is_empty() {
+            out.rows_written += db.raise_decisions(&self.decisions, t).await?;
+        }
+        if !self.updates.is_empty() {
+            let n = db.update_computers(&self.updates, t).await?;
+            out.computers_updated += n;
+            out.rows_written += n;
+        }
+        Ok(out)
     }
 }
 
