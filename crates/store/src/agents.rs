@@ -357,24 +357,6 @@ impl Db {
             let mut tx = p.begin_write().await?;
             let mut out = AgentUpsert::default();
             for chunk in agents.chunks(rows_per_chunk(p, 10)) {
-                let mut sel = Sql::new(
-                    "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
-                );
-                sel.args.push(Arg::Int(integration_id));
-                for (i, a) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sel.push(", ");
-                    }
-                    sel.bind(Arg::Text(&a.external_id));
-                }
-                sel.push(")");
-                let existing: HashMap<String, i64> =
-                    bind_args!(p, sqlx::query_as::<_, (String, i64)>, sel)
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .into_iter()
-                        .collect();
-
                 let mut sql = Sql::new(
                     "INSERT INTO agents (integration_id, external_id, rmm_client_id, hostname, serial,
                      smbios_uuid, macs, os, device_class, last_contact_at, fingerprint, first_seen_at,
@@ -415,30 +397,61 @@ impl Db {
                         OR agents.device_class IS DISTINCT FROM excluded.device_class
                         OR agents.last_contact_at IS DISTINCT FROM excluded.last_contact_at
                         OR agents.fingerprint IS DISTINCT FROM excluded.fingerprint
-                     RETURNING external_id, id",
+                     RETURNING external_id, id, first_seen_at",
                 );
-                let written: HashMap<String, i64> =
-                    bind_args!(p, sqlx::query_as::<_, (String, i64)>, sql)
+                // first_seen_at is only set by an insert: it tells new rows from updated ones.
+                let written: HashMap<String, (i64, bool)> =
+                    bind_args!(p, sqlx::query_as::<_, (String, i64, i64)>, sql)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|(ext, id, first_seen)| (ext, (id, first_seen == now.0)))
+                        .collect();
+                // Rows left as they were return nothing: their ids are looked up (rarely any).
+                let unchanged: Vec<&&AgentWrite> = chunk
+                    .iter()
+                    .filter(|a| !written.contains_key(&a.external_id))
+                    .collect();
+                let mut existing: HashMap<String, i64> = HashMap::new();
+                if !unchanged.is_empty() {
+                    let mut sel = Sql::new(
+                        "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
+                    );
+                    sel.args.push(Arg::Int(integration_id));
+                    for (i, a) in unchanged.iter().enumerate() {
+                        if i > 0 {
+                            sel.push(", ");
+                        }
+                        sel.bind(Arg::Text(&a.external_id));
+                    }
+                    sel.push(")");
+                    existing = bind_args!(p, sqlx::query_as::<_, (String, i64)>, sel)
                         .fetch_all(&mut *tx)
                         .await?
                         .into_iter()
                         .collect();
+                }
                 for a in chunk {
                     let ext = a.external_id.as_str();
-                    let (id, was_there, was_written) = match (existing.get(ext), written.get(ext)) {
-                        (Some(id), w) => (*id, true, w.is_some()),
-                        (None, Some(id)) => (*id, false, true),
+                    let id = match (written.get(ext), existing.get(ext)) {
+                        (Some(&(id, true)), _) => {
+                            out.inserted += 1;
+                            id
+                        }
+                        (Some(&(id, false)), _) => {
+                            out.updated += 1;
+                            id
+                        }
+                        (None, Some(&id)) => {
+                            out.unchanged += 1;
+                            id
+                        }
                         (None, None) => {
                             return Err(StoreError::Corrupt(format!(
                                 "agent {ext:?} was neither found nor written"
                             )));
                         }
                     };
-                    match (was_there, was_written) {
-                        (false, _) => out.inserted += 1,
-                        (true, true) => out.updated += 1,
-                        (true, false) => out.unchanged += 1,
-                    }
                     out.ids.push((a.external_id.clone(), id));
                 }
             }

@@ -180,8 +180,9 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             // SQLite's default 2 MiB page cache makes index inserts spill to the WAL again and
-            // again once a table holds ~100,000 rows; 16 MiB keeps a sync's working set in memory
-            // (pages are allocated on use, so idle connections stay small).
+            // again once a table holds ~100,000 rows; 16 MiB keeps a sync's working set in memory.
+            // Every pooled connection fills its own cache in time (the pool hands them out in
+            // turn), so the pool is kept small: one writer at a time is all SQLite allows anyway.
             .pragma("cache_size", "-16384")
             // A checkpoint copies every page the WAL holds back into the database file; every
             // 40 MiB of WAL rather than every 4 MiB, a page that many commits of a sync touch (an
@@ -190,7 +191,7 @@ impl Db {
             .pragma("wal_autocheckpoint", "10000")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Config(format!("cannot open the SQLite database: {e}")))?;

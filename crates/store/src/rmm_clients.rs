@@ -233,33 +233,6 @@ pub struct ClientEvidence {
 }
 
 #[derive(sqlx::FromRow)]
-struct EvidenceHit {
-    rmm_client_id: i64,
-    agent_id: i64,
-    a_serial: Option<String>,
-    a_uuid: Option<String>,
-    b_serial: Option<String>,
-    b_uuid: Option<String>,
-    tenant_id: i64,
-    tenant_name: String,
-}
-
-/// True when the two agents share a hardware id worth comparing (junk serials and template UUIDs
-/// that thousands of machines share prove nothing).
-fn real_id_shared(hit: &EvidenceHit) -> bool {
-    use rmmbridge_core::identify::{normalise_serial, normalise_uuid};
-    let same = |a: &Option<String>, b: &Option<String>, norm: fn(&str) -> Option<String>| match (
-        a.as_deref().and_then(norm),
-        b.as_deref().and_then(norm),
-    ) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    };
-    same(&hit.a_uuid, &hit.b_uuid, normalise_uuid)
-        || same(&hit.a_serial, &hit.b_serial, normalise_serial)
-}
-
-#[derive(sqlx::FromRow)]
 struct ExistingClient {
     id: i64,
     external_id: String,
@@ -708,43 +681,83 @@ impl Db {
 
     /// Evidence suggestions for every client of the integration with live Agents: which tenants
     /// their devices already belong to through other integrations, by (client, tenant), most shared
-    /// devices first. Agents are compared on SMBIOS UUID and serial; junk values are ignored.
+    /// devices first. Agents are compared on normalised SMBIOS UUID and serial; junk values, which
+    /// thousands of machines share and which prove nothing, are ignored before comparing (in SQL a
+    /// join on them would pair every holder with every other).
     pub async fn client_evidence(&self, integration_id: i64) -> StoreResult<Vec<ClientEvidence>> {
-        let (hits, totals) = with_db!(self, |p| {
-            let hits = sqlx::query_as::<_, EvidenceHit>(
-                "SELECT a.rmm_client_id, a.id AS agent_id, a.serial AS a_serial,
-                        a.smbios_uuid AS a_uuid, b.serial AS b_serial, b.smbios_uuid AS b_uuid,
-                        c.tenant_id, t.name AS tenant_name
-                 FROM agents a
-                 JOIN agents b ON b.integration_id <> a.integration_id
-                     AND b.computer_id IS NOT NULL AND b.state <> 'retired'
-                     AND (b.smbios_uuid = a.smbios_uuid OR b.serial = a.serial)
+        use futures::TryStreamExt;
+        use rmmbridge_core::identify::{normalise_serial, normalise_uuid};
+        // Every real id of another integration's live, linked Agent -> the tenants it is under.
+        let mut by_uuid: HashMap<String, HashSet<i64>> = HashMap::new();
+        let mut by_serial: HashMap<String, HashSet<i64>> = HashMap::new();
+        let mut tenant_names: HashMap<i64, String> = HashMap::new();
+        let own: Vec<(i64, i64, Option<String>, Option<String>)>;
+        let totals = with_db!(self, |p| {
+            let mut others = sqlx::query_as::<_, (Option<String>, Option<String>, i64, String)>(
+                "SELECT b.serial, b.smbios_uuid, c.tenant_id, t.name
+                 FROM agents b
                  JOIN computers c ON c.id = b.computer_id AND c.retired_at IS NULL
                  JOIN tenants t ON t.id = c.tenant_id
-                 WHERE a.integration_id = $1 AND a.rmm_client_id IS NOT NULL
-                   AND a.state <> 'retired'",
+                 WHERE b.integration_id <> $1 AND b.state <> 'retired'",
+            )
+            .bind(integration_id)
+            .fetch(p);
+            while let Some((serial, uuid, tenant_id, name)) = others.try_next().await? {
+                if let Some(u) = uuid.as_deref().and_then(normalise_uuid) {
+                    by_uuid.entry(u).or_default().insert(tenant_id);
+                }
+                if let Some(s) = serial.as_deref().and_then(normalise_serial) {
+                    by_serial.entry(s).or_default().insert(tenant_id);
+                }
+                tenant_names.entry(tenant_id).or_insert(name);
+            }
+            drop(others);
+            own = sqlx::query_as::<_, (i64, i64, Option<String>, Option<String>)>(
+                "SELECT rmm_client_id, id, serial, smbios_uuid FROM agents
+                 WHERE integration_id = $1 AND rmm_client_id IS NOT NULL AND state <> 'retired'",
             )
             .bind(integration_id)
             .fetch_all(p)
             .await?;
-            let totals = sqlx::query_as::<_, (i64, i64)>(
+            sqlx::query_as::<_, (i64, i64)>(
                 "SELECT rmm_client_id, COUNT(*) FROM agents
                  WHERE integration_id = $1 AND rmm_client_id IS NOT NULL AND state <> 'retired'
                  GROUP BY rmm_client_id",
             )
             .bind(integration_id)
             .fetch_all(p)
-            .await?;
-            (hits, totals)
+            .await?
         });
         let totals: HashMap<i64, i64> = totals.into_iter().collect();
         let mut shared: HashMap<(i64, i64), (String, HashSet<i64>)> = HashMap::new();
-        for hit in hits.iter().filter(|h| real_id_shared(h)) {
-            shared
-                .entry((hit.rmm_client_id, hit.tenant_id))
-                .or_insert_with(|| (hit.tenant_name.clone(), HashSet::new()))
-                .1
-                .insert(hit.agent_id);
+        for (rmm_client_id, agent_id, serial, uuid) in own {
+            let mut tenants: HashSet<i64> = HashSet::new();
+            if let Some(t) = uuid
+                .as_deref()
+                .and_then(normalise_uuid)
+                .and_then(|u| by_uuid.get(&u))
+            {
+                tenants.extend(t);
+            }
+            if let Some(t) = serial
+                .as_deref()
+                .and_then(normalise_serial)
+                .and_then(|s| by_serial.get(&s))
+            {
+                tenants.extend(t);
+            }
+            for tenant_id in tenants {
+                shared
+                    .entry((rmm_client_id, tenant_id))
+                    .or_insert_with(|| {
+                        (
+                            tenant_names.get(&tenant_id).cloned().unwrap_or_default(),
+                            HashSet::new(),
+                        )
+                    })
+                    .1
+                    .insert(agent_id);
+            }
         }
         let mut out: Vec<ClientEvidence> = shared
             .into_iter()
