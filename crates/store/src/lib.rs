@@ -179,11 +179,10 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            // SQLite's default 2 MiB page cache makes index inserts spill to the WAL again and
-            // again once a table holds ~100,000 rows; 16 MiB keeps a sync's working set in memory.
-            // Every pooled connection fills its own cache in time (the pool hands them out in
-            // turn), so the pool is kept small: one writer at a time is all SQLite allows anyway.
-            .pragma("cache_size", "-16384")
+            // Every pooled connection fills its own page cache in time (the pool hands them out
+            // in turn): 4 MiB each for reads and small writes. A sync's bulk writes go through
+            // [`Db::dedicated_writer`], whose cache is bigger.
+            .pragma("cache_size", "-4096")
             // A checkpoint copies every page the WAL holds back into the database file; every
             // 40 MiB of WAL rather than every 4 MiB, a page that many commits of a sync touch (an
             // index's) is copied once instead of again and again (2,000-row commits of 100,000
@@ -225,6 +224,45 @@ impl Db {
 
     pub async fn close(&self) {
         with_db!(self, |p| p.close().await)
+    }
+
+    /// A handle for one task's sequence of writes (a sync run's writer). On SQLite it is a
+    /// connection of its own: SQLite drops a connection's whole page cache when another connection
+    /// changed the file, and the pool hands its connections out in turn, so writes spread over the
+    /// pool start cold every time. On PostgreSQL it is the shared pool. Release it with
+    /// [`Db::release_writer`].
+    pub async fn dedicated_writer(&self) -> StoreResult<Db> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let opts = (*p.connect_options()).clone();
+                if opts.get_filename() == std::path::Path::new(":memory:") {
+                    return Ok(self.clone());
+                }
+                // SQLite's default 2 MiB page cache makes index inserts spill to the WAL again and
+                // again once a table holds ~100,000 rows; 16 MiB keeps a sync's working set.
+                let opts = opts.pragma("cache_size", "-16384");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| {
+                        StoreError::Config(format!("cannot open the SQLite database: {e}"))
+                    })?;
+                Ok(Db {
+                    pool: Pool::Sqlite(pool),
+                })
+            }
+            Pool::Postgres(_) => Ok(self.clone()),
+        }
+    }
+
+    /// Closes a handle from [`Db::dedicated_writer`] (a no-op for a shared pool).
+    pub async fn release_writer(self, shared: &Db) {
+        if let (Pool::Sqlite(mine), Pool::Sqlite(theirs)) = (&self.pool, &shared.pool)
+            && !std::sync::Arc::ptr_eq(&mine.connect_options(), &theirs.connect_options())
+        {
+            mine.close().await;
+        }
     }
 }
 

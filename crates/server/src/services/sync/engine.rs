@@ -21,6 +21,7 @@ use crate::services::integrations::IntegrationOptions;
 use crate::services::integrations::connectors::Connectors;
 use crate::state::now;
 use futures::StreamExt;
+use rmmbridge_core::Timestamp;
 use rmmbridge_core::plan::{self, AgentFacts, Lifecycle, PlanAction, RunCounts};
 use rmmbridge_core::rmm::{RmmClientKind, RmmDevice};
 use rmmbridge_rmm::Connector;
@@ -314,7 +315,12 @@ impl Engine<'_> {
                 }
             }
         });
-        let mut writer = Writer::start(self.db.clone(), self.run.integration_id, self.run.id);
+        let mut writer = Writer::start(
+            self.db.dedicated_writer().await?,
+            self.db.clone(),
+            self.run.integration_id,
+            self.run.id,
+        );
         let mut writes: Vec<(AgentWrite, Option<NewPlanItem>)> = Vec::new();
         let mut outcome = Ok(());
         loop {
@@ -358,9 +364,7 @@ impl Engine<'_> {
             if t.0 - self.last_progress >= PROGRESS_EVERY_MS {
                 self.last_progress = t.0;
                 let counts = serde_json::to_value(&self.counts).unwrap_or_default();
-                self.db
-                    .update_sync_run(self.run.id, "devices", &counts, t)
-                    .await?;
+                writer.progress(counts, t).await?;
             }
         }
         drop(rx);
@@ -705,6 +709,8 @@ enum WriteJob {
         reply: tokio::sync::oneshot::Sender<AgentsStored>,
     },
     Identity(PendingWrites),
+    /// The run's counts and heartbeat, in order with its writes.
+    Progress(serde_json::Value, Timestamp),
 }
 
 /// The database side of the devices stage, in a task of its own: batches are stored in the order
@@ -719,9 +725,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(db: Db, integration_id: i64, run_id: i64) -> Writer {
-        // Two jobs queued at most: a batch being stored and the next.
-        let (jobs, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(2);
+    /// `db` is the writer's own handle ([`Db::dedicated_writer`]), `shared` the pool it came from.
+    fn start(db: Db, shared: Db, integration_id: i64, run_id: i64) -> Writer {
+        // Few batches are ever queued (the engine takes each stored batch in before handing over
+        // the one after next); the room is for progress jobs, so they never hold the engine up.
+        let (jobs, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(8);
         let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
@@ -754,8 +762,12 @@ impl Writer {
                     WriteJob::Identity(w) => {
                         let _ = done_tx.send(w.apply(&db, t).await?);
                     }
+                    WriteJob::Progress(counts, at) => {
+                        db.update_sync_run(run_id, "devices", &counts, at).await?;
+                    }
                 }
             }
+            db.release_writer(&shared).await;
             Ok(())
         });
         Writer {
@@ -781,6 +793,13 @@ impl Writer {
             return Err(self.failure().await);
         }
         Ok(stored)
+    }
+
+    async fn progress(&mut self, counts: serde_json::Value, t: Timestamp) -> Result<(), SyncError> {
+        if self.jobs.send(WriteJob::Progress(counts, t)).await.is_err() {
+            return Err(self.failure().await);
+        }
+        Ok(())
     }
 
     async fn identity(&mut self, w: PendingWrites) -> Result<(), SyncError> {
