@@ -74,13 +74,23 @@ impl RunIdentity {
         allow_duplicates: bool,
         own: impl IntoIterator<Item = i64>,
     ) -> Result<Self, SyncError> {
-        Ok(RunIdentity {
+        let waiting = db.agents_with_open_decisions(integration_id).await?;
+        Ok(Self::fresh(integration_id, allow_duplicates, own, waiting))
+    }
+
+    fn fresh(
+        integration_id: i64,
+        allow_duplicates: bool,
+        own: impl IntoIterator<Item = i64>,
+        waiting: HashSet<i64>,
+    ) -> Self {
+        RunIdentity {
             integration_id,
             allow_duplicates,
             loaded: false,
             index: IdentityIndex::new(),
             computer_integrations: HashMap::new(),
-            waiting: db.agents_with_open_decisions(integration_id).await?,
+            waiting,
             unreported: own.into_iter().collect(),
             decided: HashMap::new(),
             revisit: BTreeSet::new(),
@@ -91,7 +101,7 @@ impl RunIdentity {
             unlinks: Vec::new(),
             decisions: Vec::new(),
             updates: Vec::new(),
-        })
+        }
     }
 
     /// Loads every Agent the hub knows (this run's writes included).
@@ -577,4 +587,140 @@ fn hardware_ids(f: &AgentFacts) -> HardwareIds {
         f.smbios_uuid.as_deref(),
         &f.macs,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: i64 = 1;
+    const OTHER: i64 = 2;
+    const TENANT: i64 = 10;
+
+    const UUID: &str = "4c4c4544-0051-3510-8052-b4c04f4b4e32";
+
+    fn facts(host: &str, serial: &str) -> AgentFacts {
+        AgentFacts {
+            hostname: host.into(),
+            serial: (!serial.is_empty()).then(|| serial.into()),
+            smbios_uuid: None,
+            macs: Vec::new(),
+            os: None,
+            device_class: None,
+            client_external_id: Some("c1".into()),
+            last_contact: None,
+        }
+    }
+
+    fn stored(
+        agent_id: i64,
+        integration_id: i64,
+        computer_id: Option<i64>,
+        f: &AgentFacts,
+    ) -> KnownAgent {
+        KnownAgent {
+            agent_id,
+            integration_id,
+            computer_id,
+            tenant_id: computer_id.map(|_| TENANT),
+            live: true,
+            missing: false,
+            ids: hardware_ids(f),
+        }
+    }
+
+    /// A run of integration OWN whose index holds `agents` (as loaded at the start).
+    fn run(own_before: &[i64], agents: Vec<KnownAgent>) -> RunIdentity {
+        let mut r = RunIdentity::fresh(OWN, false, own_before.iter().copied(), HashSet::new());
+        for a in agents {
+            r.index.insert(a);
+        }
+        r.loaded = true;
+        r
+    }
+
+    fn candidate(agent_id: i64, f: &AgentFacts) -> Candidate<'_> {
+        Candidate {
+            agent_id,
+            tenant_id: TENANT,
+            facts: f,
+        }
+    }
+
+    #[test]
+    fn a_new_agent_waits_while_an_own_agent_with_its_serial_is_unreported() {
+        // A reinstall keeps its name; the RMM gives the new agent a new id.
+        let old = facts("PC-1", "5CD1234XYZ");
+        let mut r = run(&[1], vec![stored(1, OWN, Some(100), &old)]);
+        let new = facts("PC-1", "5CD1234XYZ");
+        r.add_agent(2, &new);
+        let mut counts = RunCounts::default();
+        assert!(
+            !r.decide_early(&candidate(2, &new), &mut counts),
+            "reinstall or clone: not known yet"
+        );
+        assert!(r.take_writes(true).is_none());
+
+        // The old agent never came (the lifecycle stage marked it missing): a reinstall.
+        r.set_state(1, false, true);
+        r.decide_late(&candidate(2, &new), &mut counts);
+        assert_eq!((counts.identified_serial, counts.reinstalls), (1, 1));
+        let w = r.take_writes(true).unwrap();
+        assert_eq!(w.links.len(), 1);
+        assert_eq!(w.links[0].computer_id, 100);
+    }
+
+    #[test]
+    fn an_early_link_is_decided_again_when_a_later_copy_shares_its_uuid() {
+        let with_uuid = |host: &str| AgentFacts {
+            smbios_uuid: Some(UUID.into()),
+            ..facts(host, "")
+        };
+        // Another integration knows the machine (another name there) as computer 100.
+        let mut r = run(&[], vec![stored(9, OTHER, Some(100), &with_uuid("PC-X"))]);
+        let mut counts = RunCounts::default();
+        let shared = with_uuid("PC-A");
+        r.add_agent(1, &shared);
+        assert!(r.decide_early(&candidate(1, &shared), &mut counts));
+        assert_eq!(counts.identified_smbios_uuid, 1);
+        assert!(r.is_settled(1));
+
+        // A copy of the same image, another name, in a later batch: the UUID is a clone's.
+        let copy = with_uuid("PC-B");
+        r.add_agent(2, &copy);
+        assert!(r.is_revisit(1) && !r.is_settled(1));
+        assert!(r.decide_early(&candidate(2, &copy), &mut counts));
+        r.decide_late(&candidate(1, &shared), &mut counts);
+        assert_eq!(
+            counts.identified_smbios_uuid, 0,
+            "the early link no longer counts"
+        );
+        assert_eq!((counts.new_computers, counts.clones), (2, 2));
+        let w = r.take_writes(true).unwrap();
+        let flags: Vec<(i64, Option<String>)> = w
+            .new_computers
+            .iter()
+            .map(|(agent, _, _, flag)| (*agent, flag.clone()))
+            .collect();
+        assert_eq!(flags, [(2, Some("[1]".into())), (1, Some("[2]".into()))]);
+    }
+
+    #[test]
+    fn the_first_of_two_copies_is_flagged_when_the_second_arrives_later() {
+        let a = facts("PC-A", "5CD1234XYZ");
+        let b = facts("PC-B", "5CD1234XYZ");
+        let mut r = run(&[], Vec::new());
+        let mut counts = RunCounts::default();
+        r.add_agent(1, &a);
+        assert!(r.decide_early(&candidate(1, &a), &mut counts));
+        r.add_agent(2, &b);
+        assert!(r.decide_early(&candidate(2, &b), &mut counts));
+        assert_eq!(counts.new_computers, 2);
+        assert_eq!(
+            r.later_copies
+                .get(&1)
+                .map(|c| c.iter().copied().collect::<Vec<_>>()),
+            Some(vec![2])
+        );
+    }
 }
