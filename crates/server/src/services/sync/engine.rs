@@ -2,10 +2,11 @@
 //!
 //! 1. `clients`: refresh the RMM's client list, so devices filed under new clients resolve.
 //! 2. `devices`: stream the device pages (fetching runs ahead in its own task), compare each device
-//!    with the stored Agent in pure code ([`plan::diff`]) and write only new and changed Agents, in
-//!    batches. Devices of excluded clients are not stored. Each written batch of new Agents is
-//!    identified right away against an in-memory index of every Agent the hub knows
-//!    ([`RunIdentity`]), unless the decision depends on Agents the run has not seen yet.
+//!    with the stored Agent in pure code ([`plan::diff`]) and hand only new and changed Agents, in
+//!    batches, to a [`Writer`] task that stores them in order. Devices of excluded clients are not
+//!    stored. While the writer stores one batch, the batch before is identified against an
+//!    in-memory index of every Agent the hub knows ([`RunIdentity`]), unless the decision depends on
+//!    Agents the run has not seen yet.
 //! 3. `lifecycle`: only after a *complete* fetch: unreported Agents go missing, missing ones past
 //!    the grace period are retired; reported ones return.
 //! 4. `identify`: the unlinked live Agents not decided yet (and the few early decisions a later
@@ -40,7 +41,8 @@ pub const STALE_AFTER_S: i64 = 120;
 /// loses little and progress stays live.
 const WRITE_BATCH: usize = 10_000;
 
-/// Pages fetched ahead of the writer.
+/// Pages fetched ahead of the engine: more than a write batch, so fetching never waits for a
+/// batch being stored.
 const PAGES_AHEAD: usize = 16;
 
 /// Progress is stored at most this often while pages stream in (and at every stage change).
