@@ -356,6 +356,15 @@ impl Db {
         with_db!(self, |p| {
             let mut tx = p.begin_write().await?;
             let mut out = AgentUpsert::default();
+            // The integration's clients once, rather than a lookup per row (an unknown one: NULL).
+            let clients: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+                "SELECT external_id, id FROM rmm_clients WHERE integration_id = $1",
+            )
+            .bind(integration_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
             for chunk in agents.chunks(rows_per_chunk(p, 10)) {
                 let mut sql = Sql::new(
                     "INSERT INTO agents (integration_id, external_id, rmm_client_id, hostname, serial,
@@ -366,11 +375,12 @@ impl Db {
                 sql.args.push(Arg::Int(now.0));
                 for (i, a) in chunk.iter().enumerate() {
                     sql.push(if i == 0 { "($1, " } else { ", ($1, " });
-                    sql.bind(Arg::Text(&a.external_id)).push(
-                        ", (SELECT rc.id FROM rmm_clients rc WHERE rc.integration_id = $1 AND rc.external_id = ",
-                    );
-                    sql.bind(Arg::OptText(a.rmm_client_external_id.as_deref()))
-                        .push("), ");
+                    sql.bind(Arg::Text(&a.external_id)).push(", ");
+                    let client = a
+                        .rmm_client_external_id
+                        .as_deref()
+                        .and_then(|e| clients.get(e).copied());
+                    sql.bind(Arg::OptInt(client)).push(", ");
                     sql.bind(Arg::Text(&a.hostname)).push(", ");
                     sql.bind(Arg::OptText(a.serial.as_deref())).push(", ");
                     sql.bind(Arg::OptText(a.smbios_uuid.as_deref())).push(", ");
