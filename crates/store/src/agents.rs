@@ -428,12 +428,7 @@ impl Db {
                         "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
                     );
                     sel.args.push(Arg::Int(integration_id));
-                    for (i, a) in unchanged.iter().enumerate() {
-                        if i > 0 {
-                            sel.push(", ");
-                        }
-                        sel.bind(Arg::Text(&a.external_id));
-                    }
+                    sel.bind_list(unchanged.iter().map(|a| Arg::Text(&a.external_id)));
                     sel.push(")");
                     existing = bind_args!(p, sqlx::query_as::<_, (String, i64)>, sel)
                         .fetch_all(&mut *tx)
@@ -611,12 +606,7 @@ impl Db {
                     "UPDATE agents SET computer_id = NULL, clone_of = NULL, updated_at = $1 WHERE computer_id IS NOT NULL AND id IN (",
                 );
                 sql.args.push(Arg::Int(now.0));
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(Arg::Int(*id));
-                }
+                sql.bind_list(chunk.iter().map(|id| Arg::Int(*id)));
                 sql.push(")");
                 written += bind_args!(p, sqlx::query, sql)
                     .execute(&mut *tx)

@@ -102,6 +102,17 @@ impl<'a> Sql<'a> {
         format!("${}", index + 1)
     }
 
+    /// Appends a placeholder for each value, separated by commas (the inside of `IN (...)`).
+    pub fn bind_list(&mut self, args: impl IntoIterator<Item = Arg<'a>>) -> &mut Self {
+        for (i, a) in args.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(a);
+        }
+        self
+    }
+
     /// Appends `AND <expr> IN (...)` for a limited scope; nothing for all tenants.
     pub fn scope(&mut self, expr: &str, scope: &'a TenantScope) -> &mut Self {
         if let TenantScope::Only(ids) = scope {
@@ -109,12 +120,7 @@ impl<'a> Sql<'a> {
                 self.push(" AND 1 = 0");
             } else {
                 self.push(" AND ").push(expr).push(" IN (");
-                for (i, id) in ids.iter().enumerate() {
-                    if i > 0 {
-                        self.push(", ");
-                    }
-                    self.bind(Arg::Int(*id));
-                }
+                self.bind_list(ids.iter().map(|id| Arg::Int(*id)));
                 self.push(")");
             }
         }

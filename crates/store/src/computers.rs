@@ -473,12 +473,7 @@ impl Db {
                 "SELECT DISTINCT a.computer_id, a.integration_id FROM agents a
                  WHERE a.state <> 'retired' AND a.computer_id IN (",
             );
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Arg::Int(*id));
-            }
+            sql.bind_list(chunk.iter().map(|id| Arg::Int(*id)));
             sql.push(") ORDER BY a.computer_id, a.integration_id");
             let rows = with_db!(self, |p| {
                 bind_args!(p, sqlx::query_as::<_, (i64, i64)>, sql)
