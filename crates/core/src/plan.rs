@@ -251,6 +251,13 @@ pub struct RunCounts {
     pub stage_ms: std::collections::BTreeMap<String, u64>,
 }
 
+impl RunCounts {
+    /// Adds `ms` to a stage's (or step's) wall time.
+    pub fn add_ms(&mut self, step: &str, ms: u64) {
+        *self.stage_ms.entry(step.to_owned()).or_default() += ms;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,10 +215,7 @@ impl SimulatedRmm {
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB; the simulator included.
 pub fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some((kb / 1024.0 * 10.0).round() / 10.0)
+    status_mb("VmHWM:")
 }
 
 /// CPU time this process has used so far (user + system, Linux `/proc/self/stat`), in seconds:
@@ -235,8 +232,13 @@ pub fn cpu_s() -> Option<f64> {
 
 /// Resident memory of this process now (Linux `VmRSS`), in MiB.
 pub fn rss_mb() -> Option<f64> {
+    status_mb("VmRSS:")
+}
+
+/// A `kB` line of `/proc/self/status`, in MiB to one decimal.
+fn status_mb(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
@@ -300,7 +302,7 @@ async fn sync_all(services: &Services, ids: &[i64]) -> anyhow::Result<(f64, RunC
         total.manual_decisions += c.manual_decisions;
         total.rows_written += c.rows_written;
         for (stage, ms) in c.stage_ms {
-            *total.stage_ms.entry(stage).or_default() += ms;
+            total.add_ms(&stage, ms);
         }
     }
     Ok((started.elapsed().as_secs_f64(), total))
