@@ -225,7 +225,7 @@ impl Engine<'_> {
     /// Wall time of one step inside a stage, for `bench sync`.
     fn lap(&mut self, step: &str, clock: &mut std::time::Instant) {
         let ms = clock.elapsed().as_millis() as u64;
-        *self.counts.stage_ms.entry(step.to_owned()).or_default() += ms;
+        self.counts.add_ms(step, ms);
         *clock = std::time::Instant::now();
     }
 
@@ -500,7 +500,7 @@ impl Engine<'_> {
         };
         self.counts.rows_written += rows_written;
         for (step, v) in ms {
-            *self.counts.stage_ms.entry(step.to_owned()).or_default() += v;
+            self.counts.add_ms(step, v);
         }
         // Computers created for earlier batches, so the index links to them.
         for done in writer.done_so_far() {
@@ -545,27 +545,23 @@ impl Engine<'_> {
             }
             written.push(a.external_id);
         }
-        // Identified once the whole batch is in the index, so two copies in one batch see each other.
-        let unlinked = |k: &Known| {
-            k.lifecycle == Lifecycle::Active
-                && k.computer_id.is_none()
-                && !identity.is_waiting(k.id)
-        };
-        if written.iter().any(|e| known.get(e).is_some_and(unlinked)) {
+        // Identified once the whole batch is in the index, so two copies in one batch see each other:
+        // the batch's unlinked live Agents of mapped clients that nothing decided yet.
+        let candidates: Vec<(&Known, i64)> = written
+            .iter()
+            .filter_map(|ext| known.get(ext))
+            .filter(|k| {
+                k.lifecycle == Lifecycle::Active
+                    && k.computer_id.is_none()
+                    && !identity.is_waiting(k.id)
+                    && !identity.is_settled(k.id)
+            })
+            .filter_map(|k| Some((k, mapping.tenant_of_facts(&k.facts)?)))
+            .collect();
+        if !candidates.is_empty() {
             identity.ensure_loaded(self.db, &mut self.counts).await?;
         }
-        for ext in &written {
-            let Some(k) = known.get(ext) else { continue };
-            if k.lifecycle != Lifecycle::Active
-                || k.computer_id.is_some()
-                || identity.is_waiting(k.id)
-                || identity.is_settled(k.id)
-            {
-                continue;
-            }
-            let Some(tenant_id) = mapping.tenant_of_facts(&k.facts) else {
-                continue;
-            };
+        for (k, tenant_id) in candidates {
             let c = Candidate {
                 agent_id: k.id,
                 tenant_id,
@@ -813,40 +809,50 @@ impl Writer {
 
     /// Identification writes stored so far.
     fn done_so_far(&mut self) -> Vec<Written> {
-        let mut out = Vec::new();
-        while let Ok(w) = self.done.try_recv() {
-            out.push(w);
-        }
-        out
+        received(&mut self.done)
     }
 
     /// Why the writer stopped.
     async fn failure(&mut self) -> SyncError {
-        match (&mut self.task).await {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) => SyncError::Invalid("the sync's database writer stopped early".into()),
-            Err(e) => SyncError::Invalid(format!("the sync's database writer failed: {e}")),
+        match joined(&mut self.task).await {
+            Err(e) => e,
+            Ok(()) => SyncError::Invalid("the sync's database writer stopped early".into()),
         }
     }
 
     /// Waits until everything handed over is stored; returns the last identification writes.
-    async fn finish(mut self) -> Result<Vec<Written>, SyncError> {
-        drop(self.jobs);
-        match (&mut self.task).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(e) => {
-                return Err(SyncError::Invalid(format!(
-                    "the sync's database writer failed: {e}"
-                )));
-            }
-        }
-        let mut out = Vec::new();
-        while let Ok(w) = self.done.try_recv() {
-            out.push(w);
-        }
-        Ok(out)
+    async fn finish(self) -> Result<Vec<Written>, SyncError> {
+        let Writer {
+            jobs,
+            mut done,
+            mut task,
+            ..
+        } = self;
+        // No more jobs: the task ends once it has stored what is queued.
+        drop(jobs);
+        joined(&mut task).await?;
+        Ok(received(&mut done))
     }
+}
+
+/// The writer task's outcome.
+async fn joined(
+    task: &mut tokio::task::JoinHandle<Result<(), SyncError>>,
+) -> Result<(), SyncError> {
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(SyncError::Invalid(format!(
+            "the sync's database writer failed: {e}"
+        ))),
+    }
+}
+
+fn received(done: &mut tokio::sync::mpsc::UnboundedReceiver<Written>) -> Vec<Written> {
+    let mut out = Vec::new();
+    while let Ok(w) = done.try_recv() {
+        out.push(w);
+    }
+    out
 }
 
 fn lifecycle_name(l: Lifecycle) -> &'static str {

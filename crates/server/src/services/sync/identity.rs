@@ -159,6 +159,7 @@ impl RunIdentity {
         if !self.loaded {
             return;
         }
+        let ids = self.revisit_holders_of(agent_id, hardware_ids(facts));
         self.index.insert(KnownAgent {
             agent_id,
             integration_id: self.integration_id,
@@ -166,9 +167,8 @@ impl RunIdentity {
             tenant_id: None,
             live: true,
             missing: false,
-            ids: hardware_ids(facts),
+            ids,
         });
-        self.revisit_holders_of(agent_id, facts);
     }
 
     /// A stored Agent whose facts the RMM changed.
@@ -176,31 +176,33 @@ impl RunIdentity {
         if !self.loaded {
             return;
         }
+        let ids = self.revisit_holders_of(agent_id, hardware_ids(facts));
         if let Some(mut a) = self.index.get(agent_id) {
-            a.ids = hardware_ids(facts);
+            a.ids = ids;
             self.index.insert(a);
         }
-        self.revisit_holders_of(agent_id, facts);
     }
 
-    /// Agents linked earlier in this run through a hardware id this Agent turns out to share: a
-    /// shared id may be a clone's, so they are decided again once the fetch is complete.
-    fn revisit_holders_of(&mut self, agent_id: i64, facts: &AgentFacts) {
+    /// Agents linked earlier in this run through a hardware id this Agent (with `ids`, handed
+    /// back) turns out to share: a shared id may be a clone's, so they are decided again once the
+    /// fetch is complete.
+    fn revisit_holders_of(&mut self, agent_id: i64, ids: HardwareIds) -> HardwareIds {
         if self.decided.is_empty() {
-            return;
+            return ids;
         }
         let incoming = Incoming {
             agent_id,
             integration_id: self.integration_id,
             tenant_id: None,
             allow_duplicates: self.allow_duplicates,
-            ids: hardware_ids(facts),
+            ids,
         };
         for h in same_integration_holders(&incoming, &self.index) {
             if let Some(Decided::Linked { .. }) = self.decided.get(&h) {
                 self.revisit.insert(h);
             }
         }
+        incoming.ids
     }
 
     /// A lifecycle transition of the lifecycle stage.
@@ -436,7 +438,7 @@ impl RunIdentity {
         counts.rows_written += w.rows_written;
         counts.computers_updated += w.computers_updated;
         for (step, ms) in w.ms {
-            *counts.stage_ms.entry(step.to_owned()).or_default() += ms;
+            counts.add_ms(step, ms);
         }
     }
 
@@ -577,7 +579,7 @@ pub(super) async fn converge_after_unclean_run(
 
 /// Adds the time since `started` to a step's total, for `bench sync`.
 pub(super) fn lap(counts: &mut RunCounts, step: &str, started: std::time::Instant) {
-    *counts.stage_ms.entry(step.to_owned()).or_default() += started.elapsed().as_millis() as u64;
+    counts.add_ms(step, started.elapsed().as_millis() as u64);
 }
 
 fn hardware_ids(f: &AgentFacts) -> HardwareIds {
