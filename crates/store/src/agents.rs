@@ -2,7 +2,8 @@
 //! run, decides in pure code, then writes in batches; every write reports the rows it changed, and
 //! writing facts that did not change writes nothing.
 use crate::batch::WriteTx;
-use crate::batch::{Arg, Sql, rows_per_chunk};
+use crate::batch::{Arg, Sql, WriteTxn, rows_per_chunk};
+use crate::computers::NewComputer;
 use crate::{Db, StoreError, StoreResult, parse_col};
 use futures::TryStreamExt;
 use rmmbridge_core::{IntegrationKind, Timestamp};
@@ -236,6 +237,66 @@ struct ComputerAgentRow {
     evidence: Option<Json<Value>>,
     evidence_by: Option<String>,
     evidence_at: Option<i64>,
+}
+
+/// Links agents inside `tx`; returns the agents whose link changed (an agent that does not exist
+/// is not among them).
+pub(crate) async fn link_agents_in(
+    tx: &mut WriteTxn,
+    links: &[AgentLink],
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
+    let links = dedupe_last(links, |l| l.agent_id);
+    with_tx!(tx, |t| {
+        let mut changed: Vec<&AgentLink> = Vec::new();
+        for chunk in links.chunks(rows_per_chunk(&*t, 3)) {
+            let mut sql = Sql::new(
+                "UPDATE agents SET computer_id = v.column2, clone_of = v.column3, updated_at = $1
+                 FROM (VALUES ",
+            );
+            sql.args.push(Arg::Int(now.0));
+            for (i, l) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(l.agent_id)).push(", ");
+                sql.bind(Arg::Int(l.computer_id)).push(", ");
+                sql.bind(Arg::OptText(l.clone_of.as_deref())).push(")");
+            }
+            sql.push(
+                ") AS v WHERE agents.id = v.column1
+                   AND (agents.computer_id IS DISTINCT FROM v.column2
+                        OR agents.clone_of IS DISTINCT FROM v.column3)
+                 RETURNING agents.id",
+            );
+            let ids: std::collections::HashSet<i64> =
+                bind_args!(&*t, sqlx::query_scalar::<_, i64>, sql)
+                    .fetch_all(&mut **t)
+                    .await
+                    .map_err(computer_fk_error)?
+                    .into_iter()
+                    .collect();
+            changed.extend(chunk.iter().filter(|l| ids.contains(&l.agent_id)));
+        }
+        for chunk in changed.chunks(rows_per_chunk(&*t, 5)) {
+            let mut sql = Sql::new(
+                "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence,
+                 decided_by, at) VALUES ",
+            );
+            sql.args.push(Arg::Int(now.0));
+            for (i, l) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(l.agent_id)).push(", ");
+                sql.bind(Arg::Int(l.computer_id)).push(", ");
+                sql.bind(Arg::Text(&l.rule)).push(", ");
+                sql.bind(Arg::Json(&l.evidence)).push(", ");
+                sql.bind(Arg::Text(&l.decided_by)).push(", $1)");
+            }
+            bind_args!(&*t, sqlx::query, sql)
+                .execute(&mut **t)
+                .await
+                .map_err(computer_fk_error)?;
+        }
+        Ok(changed.iter().map(|l| l.agent_id).collect())
+    })
 }
 
 fn computer_fk_error(e: sqlx::Error) -> StoreError {
@@ -507,59 +568,45 @@ impl Db {
     /// transaction. An agent already linked to that computer with the same clone flag is left
     /// alone (no evidence row either). Returns the number of agents whose link changed.
     pub async fn link_agents(&self, links: &[AgentLink], now: Timestamp) -> StoreResult<u64> {
-        let links = dedupe_last(links, |l| l.agent_id);
-        with_db!(self, |p| {
-            let mut tx = p.begin_write().await?;
-            let mut changed: Vec<&AgentLink> = Vec::new();
-            for chunk in links.chunks(rows_per_chunk(p, 3)) {
-                let mut sql = Sql::new(
-                    "UPDATE agents SET computer_id = v.column2, clone_of = v.column3, updated_at = $1
-                     FROM (VALUES ",
-                );
-                sql.args.push(Arg::Int(now.0));
-                for (i, l) in chunk.iter().enumerate() {
-                    sql.push(if i == 0 { "(" } else { ", (" });
-                    sql.bind(Arg::Int(l.agent_id)).push(", ");
-                    sql.bind(Arg::Int(l.computer_id)).push(", ");
-                    sql.bind(Arg::OptText(l.clone_of.as_deref())).push(")");
-                }
-                sql.push(
-                    ") AS v WHERE agents.id = v.column1
-                       AND (agents.computer_id IS DISTINCT FROM v.column2
-                            OR agents.clone_of IS DISTINCT FROM v.column3)
-                     RETURNING agents.id",
-                );
-                let ids: std::collections::HashSet<i64> =
-                    bind_args!(p, sqlx::query_scalar::<_, i64>, sql)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(computer_fk_error)?
-                        .into_iter()
-                        .collect();
-                changed.extend(chunk.iter().filter(|l| ids.contains(&l.agent_id)));
-            }
-            for chunk in changed.chunks(rows_per_chunk(p, 5)) {
-                let mut sql = Sql::new(
-                    "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence,
-                     decided_by, at) VALUES ",
-                );
-                sql.args.push(Arg::Int(now.0));
-                for (i, l) in chunk.iter().enumerate() {
-                    sql.push(if i == 0 { "(" } else { ", (" });
-                    sql.bind(Arg::Int(l.agent_id)).push(", ");
-                    sql.bind(Arg::Int(l.computer_id)).push(", ");
-                    sql.bind(Arg::Text(&l.rule)).push(", ");
-                    sql.bind(Arg::Json(&l.evidence)).push(", ");
-                    sql.bind(Arg::Text(&l.decided_by)).push(", $1)");
-                }
-                bind_args!(p, sqlx::query, sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(computer_fk_error)?;
-            }
-            tx.commit().await?;
-            Ok(changed.len() as u64)
-        })
+        let mut tx = self.begin_write_txn().await?;
+        let changed = link_agents_in(&mut tx, links, now).await?;
+        tx.commit().await?;
+        Ok(changed.len() as u64)
+    }
+
+    /// Creates a computer for each Agent in `new` and links the Agent to it (`computer_id` of
+    /// its link is ignored), together with `links`, in one transaction: a computer is never
+    /// stored without the Agent that caused it, so nothing can take it for an orphan. Returns the
+    /// new computers' ids in input order and the number of links that changed.
+    pub async fn create_and_link_computers(
+        &self,
+        new: &[(NewComputer, AgentLink)],
+        links: &[AgentLink],
+        now: Timestamp,
+    ) -> StoreResult<(Vec<i64>, u64)> {
+        let mut tx = self.begin_write_txn().await?;
+        let rows: Vec<NewComputer> = new.iter().map(|(c, _)| c.clone()).collect();
+        let ids = crate::computers::insert_computers_in(&mut tx, &rows, now).await?;
+        let mut all: Vec<AgentLink> = new
+            .iter()
+            .zip(&ids)
+            .map(|((_, l), id)| AgentLink {
+                computer_id: *id,
+                ..l.clone()
+            })
+            .collect();
+        all.extend_from_slice(links);
+        let changed: std::collections::HashSet<i64> = link_agents_in(&mut tx, &all, now)
+            .await?
+            .into_iter()
+            .collect();
+        if new.iter().any(|(_, l)| !changed.contains(&l.agent_id)) {
+            // A new computer's agent is gone (its integration was deleted meanwhile): the
+            // transaction is dropped, so no computer is kept without its agent.
+            return Err(StoreError::NotFound { what: "agent" });
+        }
+        tx.commit().await?;
+        Ok((ids, changed.len() as u64))
     }
 
     /// Sets the clone flag (JSON list of agent ids, or none) of linked agents whose copy turned up

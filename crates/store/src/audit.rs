@@ -1,4 +1,5 @@
 //! The append-only audit log. The schema refuses updates and deletes (triggers on both backends).
+use crate::batch::WriteTxn;
 use crate::{Db, StoreResult};
 use rmmbridge_core::Timestamp;
 use serde_json::Value;
@@ -53,22 +54,10 @@ struct Row {
 
 impl Db {
     pub async fn append_audit(&self, e: &NewAuditEntry) -> StoreResult<i64> {
-        Ok(with_db!(self, |p| {
-            sqlx::query_scalar::<_, i64>(
-                "INSERT INTO audit_log (at, actor_user_id, actor, action, target_kind, target_id, details, ip)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .bind(e.at.0)
-            .bind(e.actor_user_id)
-            .bind(&e.actor)
-            .bind(&e.action)
-            .bind(&e.target_kind)
-            .bind(&e.target_id)
-            .bind(Json(&e.details))
-            .bind(&e.ip)
-            .fetch_one(p)
-            .await?
-        }))
+        let mut tx = self.begin_write_txn().await?;
+        let id = append_audit_in(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Newest first.
@@ -101,4 +90,24 @@ impl Db {
             })
             .collect())
     }
+}
+
+/// Appends an audit entry inside `tx`, so it lands with the change it records.
+pub(crate) async fn append_audit_in(tx: &mut WriteTxn, e: &NewAuditEntry) -> StoreResult<i64> {
+    Ok(with_tx!(tx, |t| {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO audit_log (at, actor_user_id, actor, action, target_kind, target_id, details, ip)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(e.at.0)
+        .bind(e.actor_user_id)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target_kind)
+        .bind(&e.target_id)
+        .bind(Json(&e.details))
+        .bind(&e.ip)
+        .fetch_one(&mut **t)
+        .await?
+    }))
 }

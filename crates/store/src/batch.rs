@@ -52,6 +52,62 @@ impl WriteTx for sqlx::PgPool {
     }
 }
 
+/// An open write transaction on either backend, for store methods made of several writes that
+/// must land together (a computer and the link that explains it, a decision and what it did).
+/// [`with_tx!`] runs one body against whichever it is, as [`with_db!`] does for pools.
+pub(crate) enum WriteTxn {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+macro_rules! with_tx {
+    ($tx:expr, |$t:ident| $body:expr) => {
+        match $tx {
+            $crate::batch::WriteTxn::Sqlite($t) => $body,
+            $crate::batch::WriteTxn::Postgres($t) => $body,
+        }
+    };
+}
+
+impl crate::Db {
+    pub(crate) async fn begin_write_txn(&self) -> crate::StoreResult<WriteTxn> {
+        Ok(match &self.pool {
+            crate::Pool::Sqlite(p) => WriteTxn::Sqlite(p.begin_write().await?),
+            crate::Pool::Postgres(p) => WriteTxn::Postgres(p.begin_write().await?),
+        })
+    }
+}
+
+impl WriteTxn {
+    pub(crate) async fn commit(self) -> crate::StoreResult<()> {
+        match self {
+            WriteTxn::Sqlite(t) => t.commit().await?,
+            WriteTxn::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl ParamLimit for sqlx::Transaction<'_, sqlx::Sqlite> {
+    const MAX_PARAMS: usize = <sqlx::SqlitePool as ParamLimit>::MAX_PARAMS;
+}
+
+impl ParamLimit for sqlx::Transaction<'_, sqlx::Postgres> {
+    const MAX_PARAMS: usize = <sqlx::PgPool as ParamLimit>::MAX_PARAMS;
+}
+
+impl Placeholders for sqlx::Transaction<'_, sqlx::Sqlite> {
+    fn render<'a>(&self, sql: &Sql<'a>) -> (String, Vec<Arg<'a>>) {
+        anonymous_placeholders(sql)
+    }
+}
+
+impl Placeholders for sqlx::Transaction<'_, sqlx::Postgres> {
+    fn render<'a>(&self, sql: &Sql<'a>) -> (String, Vec<Arg<'a>>) {
+        (sql.text.clone(), sql.args.clone())
+    }
+}
+
 /// Rows per statement on the pool's backend when each row binds `per_row` values.
 pub(crate) fn rows_per_chunk<P: ParamLimit>(_pool: &P, per_row: usize) -> usize {
     (P::MAX_PARAMS / per_row.max(1)).max(1)

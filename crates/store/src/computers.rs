@@ -4,7 +4,7 @@
 //! (`search_name`, `search_serial`) are kept next to the originals, and pages walk an index in
 //! name order (`computers_search`, `computers_tenant_search`) so a page stops at its LIMIT.
 use crate::batch::WriteTx;
-use crate::batch::{Arg, Sql, like_substring, rows_per_chunk};
+use crate::batch::{Arg, Sql, WriteTxn, like_substring, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, TenantScope};
 use rmmbridge_core::Timestamp;
 use serde_json::json;
@@ -201,49 +201,10 @@ impl Db {
         computers: &[NewComputer],
         now: Timestamp,
     ) -> StoreResult<Vec<i64>> {
-        let keys: Vec<(String, String)> = computers
-            .iter()
-            .map(|c| {
-                (
-                    search_key(&c.name),
-                    search_key(c.serial.as_deref().unwrap_or("")),
-                )
-            })
-            .collect();
-        with_db!(self, |p| {
-            let mut tx = p.begin_write().await?;
-            let mut ids = Vec::with_capacity(computers.len());
-            let per = rows_per_chunk(p, 8);
-            for (chunk, keys) in computers.chunks(per).zip(keys.chunks(per)) {
-                let mut sql = Sql::new(
-                    "INSERT INTO computers (tenant_id, name, serial, smbios_uuid, os, last_contact_at,
-                     search_name, search_serial, created_at, updated_at) VALUES ",
-                );
-                sql.args.push(Arg::Int(now.0));
-                for (i, (c, k)) in chunk.iter().zip(keys).enumerate() {
-                    sql.push(if i == 0 { "(" } else { ", (" });
-                    sql.bind(Arg::Int(c.tenant_id)).push(", ");
-                    sql.bind(Arg::Text(&c.name)).push(", ");
-                    sql.bind(Arg::OptText(c.serial.as_deref())).push(", ");
-                    sql.bind(Arg::OptText(c.smbios_uuid.as_deref())).push(", ");
-                    sql.bind(Arg::OptText(c.os.as_deref())).push(", ");
-                    sql.bind(Arg::OptInt(c.last_contact_at.map(|t| t.0)))
-                        .push(", ");
-                    sql.bind(Arg::Text(&k.0)).push(", ");
-                    sql.bind(Arg::Text(&k.1)).push(", $1, $1)");
-                }
-                sql.push(" RETURNING id");
-                let mut chunk_ids: Vec<i64> = bind_args!(p, sqlx::query_scalar::<_, i64>, sql)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(tenant_fk_error)?;
-                // Both backends assign ids in VALUES order; RETURNING order is not promised.
-                chunk_ids.sort_unstable();
-                ids.extend(chunk_ids);
-            }
-            tx.commit().await?;
-            Ok(ids)
-        })
+        let mut tx = self.begin_write_txn().await?;
+        let ids = insert_computers_in(&mut tx, computers, now).await?;
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Writes changed computers (tenant moves, renames, new facts) in one transaction; returns
@@ -305,24 +266,6 @@ impl Db {
             tx.commit().await?;
             Ok(written)
         })
-    }
-
-    /// Deletes computers that no agent was ever linked to: what a sync killed between creating
-    /// computers and linking them leaves behind. A computer merged away keeps its evidence rows
-    /// and is not touched. Returns the number deleted.
-    pub async fn delete_orphan_computers(&self) -> StoreResult<u64> {
-        Ok(with_db!(self, |p| {
-            sqlx::query(
-                "DELETE FROM computers WHERE
-                     NOT EXISTS (SELECT 1 FROM agents a WHERE a.computer_id = computers.id)
-                 AND NOT EXISTS (SELECT 1 FROM identification_evidence e WHERE e.computer_id = computers.id)
-                 AND NOT EXISTS (SELECT 1 FROM manual_decisions d WHERE d.candidate_computer_id = computers.id)
-                 AND NOT EXISTS (SELECT 1 FROM script_runs r WHERE r.computer_id = computers.id)",
-            )
-            .execute(p)
-            .await?
-            .rows_affected()
-        }))
     }
 
     /// Retires every unretired computer that has no agent left that is not retired.
@@ -495,67 +438,127 @@ impl Db {
         decided_by: &str,
         now: Timestamp,
     ) -> StoreResult<u64> {
-        if from == into {
-            return Err(StoreError::Conflict {
-                what: "a computer cannot be merged into itself".into(),
-            });
-        }
-        let evidence = json!({ "merged_from": from, "merged_into": into });
-        with_db!(self, |p| {
-            let mut tx = p.begin_write().await?;
-            let found: i64 = sqlx::query_scalar(
+        let mut tx = self.begin_write_txn().await?;
+        let moved = merge_computers_in(&mut tx, from, into, decided_by, now).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+}
+
+pub(crate) async fn merge_computers_in(
+    tx: &mut WriteTxn,
+    from: i64,
+    into: i64,
+    decided_by: &str,
+    now: Timestamp,
+) -> StoreResult<u64> {
+    if from == into {
+        return Err(StoreError::Conflict {
+            what: "a computer cannot be merged into itself".into(),
+        });
+    }
+    let evidence = json!({ "merged_from": from, "merged_into": into });
+    with_tx!(tx, |t| {
+        let found: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM computers WHERE id IN ($1, $2) AND (id = $1 OR retired_at IS NULL)",
             )
             .bind(from)
             .bind(into)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **t)
             .await?;
-            if found != 2 {
-                return Err(StoreError::NotFound { what: "computer" });
-            }
-            let moved: Vec<i64> = sqlx::query_scalar(
+        if found != 2 {
+            return Err(StoreError::NotFound { what: "computer" });
+        }
+        let moved: Vec<i64> = sqlx::query_scalar(
                 "UPDATE agents SET computer_id = $1, updated_at = $3 WHERE computer_id = $2 RETURNING id",
             )
             .bind(into)
             .bind(from)
             .bind(now.0)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **t)
             .await?;
-            for chunk in moved.chunks(rows_per_chunk(p, 1)) {
-                let mut sql = Sql::new(
+        for chunk in moved.chunks(rows_per_chunk(&*t, 1)) {
+            let mut sql = Sql::new(
                     "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence, decided_by, at)
                      VALUES ",
                 );
-                sql.args.push(Arg::Int(into));
-                sql.args.push(Arg::Json(&evidence));
-                sql.args.push(Arg::Text(decided_by));
-                sql.args.push(Arg::Int(now.0));
-                for (i, id) in chunk.iter().enumerate() {
-                    sql.push(if i == 0 { "(" } else { ", (" });
-                    sql.bind(Arg::Int(*id))
-                        .push(", $1, 'manual_merge', $2, $3, $4)");
-                }
-                bind_args!(p, sqlx::query, sql).execute(&mut *tx).await?;
+            sql.args.push(Arg::Int(into));
+            sql.args.push(Arg::Json(&evidence));
+            sql.args.push(Arg::Text(decided_by));
+            sql.args.push(Arg::Int(now.0));
+            for (i, id) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(*id))
+                    .push(", $1, 'manual_merge', $2, $3, $4)");
             }
-            sqlx::query(
-                "UPDATE manual_decisions SET candidate_computer_id = $1
+            bind_args!(&*t, sqlx::query, sql).execute(&mut **t).await?;
+        }
+        sqlx::query(
+            "UPDATE manual_decisions SET candidate_computer_id = $1
                  WHERE candidate_computer_id = $2 AND resolved_at IS NULL",
-            )
-            .bind(into)
-            .bind(from)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
+        )
+        .bind(into)
+        .bind(from)
+        .execute(&mut **t)
+        .await?;
+        sqlx::query(
                 "UPDATE computers SET retired_at = COALESCE(retired_at, $2), updated_at = $2 WHERE id = $1",
             )
             .bind(from)
             .bind(now.0)
-            .execute(&mut *tx)
+            .execute(&mut **t)
             .await?;
-            tx.commit().await?;
-            Ok(moved.len() as u64)
+        Ok(moved.len() as u64)
+    })
+}
+
+/// Inserts computers inside `tx`; returns their ids in input order.
+pub(crate) async fn insert_computers_in(
+    tx: &mut WriteTxn,
+    computers: &[NewComputer],
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
+    let keys: Vec<(String, String)> = computers
+        .iter()
+        .map(|c| {
+            (
+                search_key(&c.name),
+                search_key(c.serial.as_deref().unwrap_or("")),
+            )
         })
-    }
+        .collect();
+    with_tx!(tx, |t| {
+        let mut ids = Vec::with_capacity(computers.len());
+        let per = rows_per_chunk(&*t, 8);
+        for (chunk, keys) in computers.chunks(per).zip(keys.chunks(per)) {
+            let mut sql = Sql::new(
+                "INSERT INTO computers (tenant_id, name, serial, smbios_uuid, os, last_contact_at,
+                 search_name, search_serial, created_at, updated_at) VALUES ",
+            );
+            sql.args.push(Arg::Int(now.0));
+            for (i, (c, k)) in chunk.iter().zip(keys).enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(c.tenant_id)).push(", ");
+                sql.bind(Arg::Text(&c.name)).push(", ");
+                sql.bind(Arg::OptText(c.serial.as_deref())).push(", ");
+                sql.bind(Arg::OptText(c.smbios_uuid.as_deref())).push(", ");
+                sql.bind(Arg::OptText(c.os.as_deref())).push(", ");
+                sql.bind(Arg::OptInt(c.last_contact_at.map(|t| t.0)))
+                    .push(", ");
+                sql.bind(Arg::Text(&k.0)).push(", ");
+                sql.bind(Arg::Text(&k.1)).push(", $1, $1)");
+            }
+            sql.push(" RETURNING id");
+            let mut chunk_ids: Vec<i64> = bind_args!(&*t, sqlx::query_scalar::<_, i64>, sql)
+                .fetch_all(&mut **t)
+                .await
+                .map_err(tenant_fk_error)?;
+            // Both backends assign ids in VALUES order; RETURNING order is not promised.
+            chunk_ids.sort_unstable();
+            ids.extend(chunk_ids);
+        }
+        Ok(ids)
+    })
 }
 
 fn tenant_fk_error(e: sqlx::Error) -> StoreError {

@@ -1,13 +1,29 @@
 //! ManualDecisions: identifications the hub will not guess (reinstall vs clone vs new machine).
-//! The store records and resolves them; performing a merge or creating a computer is the caller's.
+//! The store records them and resolves each in one transaction with what it does to its Agent.
+use crate::agents::{AgentLink, link_agents_in};
+use crate::audit::{NewAuditEntry, append_audit_in};
 use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
+use crate::computers::{NewComputer, insert_computers_in, merge_computers_in};
 use crate::{Db, StoreError, StoreResult, TenantScope, parse_col};
 use rmmbridge_core::Timestamp;
 use serde_json::Value;
 use sqlx::types::Json;
 use std::fmt;
 use std::str::FromStr;
+
+/// What resolving a decision does to its Agent.
+#[derive(Clone, Debug)]
+pub enum DecisionEffect {
+    /// It stays on the computer it has.
+    Keep { computer_id: i64 },
+    /// It is linked to this computer.
+    Link(AgentLink),
+    /// It gets a computer of its own (the link's `computer_id` is ignored).
+    CreateAndLink(NewComputer, AgentLink),
+    /// Its computer `from` is the same machine as `into`: merged.
+    Merge { from: i64, into: i64 },
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewDecision {
@@ -255,16 +271,21 @@ impl Db {
         row.map(DecisionRow::try_from).transpose()
     }
 
-    /// Marks an open decision resolved; only its state changes. A decision already resolved is a
-    /// conflict (someone else was faster).
+    /// Resolves an open decision and does what it says, in one transaction with its audit
+    /// entry: the Agent keeps its computer, is linked to one, gets a new one, or its computer is
+    /// merged into another. A decision already resolved is a conflict (someone else was faster)
+    /// and changes nothing. Returns the decision and the computer the Agent is now on.
     pub async fn resolve_decision(
         &self,
         id: i64,
         resolution: Resolution,
         by: &str,
         now: Timestamp,
-    ) -> StoreResult<DecisionRow> {
-        let n = with_db!(self, |p| {
+        effect: &DecisionEffect,
+        audit: impl FnOnce(i64) -> NewAuditEntry,
+    ) -> StoreResult<(DecisionRow, i64)> {
+        let mut tx = self.begin_write_txn().await?;
+        let claimed = with_tx!(&mut tx, |t| {
             sqlx::query(
                 "UPDATE manual_decisions SET resolved_at = $1, resolved_by = $2, resolution = $3
                  WHERE id = $4 AND resolved_at IS NULL",
@@ -273,24 +294,57 @@ impl Db {
             .bind(by)
             .bind(resolution.as_str())
             .bind(id)
-            .execute(p)
+            .execute(&mut **t)
             .await?
             .rows_affected()
         });
-        let row = self.decision_by_id(id, &TenantScope::All).await?;
-        match (n, row) {
-            (_, None) => Err(StoreError::NotFound {
-                what: "manual decision",
-            }),
-            (0, Some(r)) => Err(StoreError::Conflict {
-                what: format!(
-                    "manual decision {id} was already resolved ({}) by {}",
-                    r.resolution.map(|r| r.as_str()).unwrap_or("?"),
-                    r.resolved_by.as_deref().unwrap_or("?")
-                ),
-            }),
-            (_, Some(r)) => Ok(r),
+        if claimed == 0 {
+            drop(tx);
+            return Err(match self.decision_by_id(id, &TenantScope::All).await? {
+                None => StoreError::NotFound {
+                    what: "manual decision",
+                },
+                Some(r) => StoreError::Conflict {
+                    what: format!(
+                        "manual decision {id} was already resolved ({}) by {}",
+                        r.resolution.map(|r| r.as_str()).unwrap_or("?"),
+                        r.resolved_by.as_deref().unwrap_or("?")
+                    ),
+                },
+            });
         }
+        let computer_id = match effect {
+            DecisionEffect::Keep { computer_id } => *computer_id,
+            DecisionEffect::Link(link) => {
+                link_agents_in(&mut tx, std::slice::from_ref(link), now).await?;
+                link.computer_id
+            }
+            DecisionEffect::CreateAndLink(computer, link) => {
+                let ids = insert_computers_in(&mut tx, std::slice::from_ref(computer), now).await?;
+                let link = AgentLink {
+                    computer_id: ids[0],
+                    ..link.clone()
+                };
+                if link_agents_in(&mut tx, &[link], now).await?.is_empty() {
+                    // The agent is gone: the transaction is dropped, the decision stays open.
+                    return Err(StoreError::NotFound { what: "agent" });
+                }
+                ids[0]
+            }
+            DecisionEffect::Merge { from, into } => {
+                merge_computers_in(&mut tx, *from, *into, by, now).await?;
+                *into
+            }
+        };
+        append_audit_in(&mut tx, &audit(computer_id)).await?;
+        tx.commit().await?;
+        let row =
+            self.decision_by_id(id, &TenantScope::All)
+                .await?
+                .ok_or(StoreError::NotFound {
+                    what: "manual decision",
+                })?;
+        Ok((row, computer_id))
     }
 
     pub async fn count_open_decisions(&self, scope: &TenantScope) -> StoreResult<i64> {

@@ -50,7 +50,7 @@ pub use computers::{
     ComputerCursor, ComputerQuery, ComputerRow, ComputerUpdate, NewComputer, Page,
 };
 pub use credentials::{ConsentState, CredentialHealth, HealthEvent};
-pub use decisions::{DecisionFilter, DecisionRow, NewDecision, Resolution};
+pub use decisions::{DecisionEffect, DecisionFilter, DecisionRow, NewDecision, Resolution};
 pub use integrations::{Integration, IntegrationChange, NewIntegration};
 pub use rmm_clients::{
     AppliedLinkChange, AppliedLinks, ClientEvidence, ClientLinkChange, ClientLinkRow,

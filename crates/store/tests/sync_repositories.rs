@@ -143,6 +143,19 @@ fn decision(agent_id: i64, candidate: Option<i64>, kind: &str) -> NewDecision {
     }
 }
 
+fn resolve_audit(by: &str, computer_id: i64, t: Timestamp) -> NewAuditEntry {
+    NewAuditEntry {
+        at: t,
+        actor_user_id: None,
+        actor: by.into(),
+        action: "decision.resolve".into(),
+        target_kind: None,
+        target_id: None,
+        details: json!({ "computer_id": computer_id }),
+        ip: None,
+    }
+}
+
 fn update_of(r: &ComputerRow) -> ComputerUpdate {
     ComputerUpdate {
         id: r.id,
@@ -1658,6 +1671,67 @@ both!(
     }
 );
 
+both!(
+    computers_are_created_with_their_first_link,
+    |db: Db| async move {
+        let i = integration(&db, "N-central").await;
+        let t = db.create_tenant("Acme Inc", T0).await.unwrap();
+        let old = db
+            .create_computers(&[computer(t.id, "old", Some("SN-OLD"))], T0)
+            .await
+            .unwrap()[0];
+        let ags = agents(
+            &db,
+            i,
+            &[
+                agent("1", None, "new-1"),
+                agent("2", None, "new-2"),
+                agent("3", None, "old"),
+            ],
+        )
+        .await;
+        let (ids, linked) = db
+            .create_and_link_computers(
+                &[
+                    (computer(t.id, "new-1", None), link(ags[0], 0, "new")),
+                    (computer(t.id, "new-2", None), link(ags[1], 0, "new")),
+                ],
+                &[link(ags[2], old, "serial")],
+                at(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!((ids.len(), linked), (2, 3));
+        for (agent, computer) in [(ags[0], ids[0]), (ags[1], ids[1]), (ags[2], old)] {
+            let a = db.agent_by_id(agent).await.unwrap().unwrap();
+            assert_eq!(a.computer_id, Some(computer));
+        }
+        assert_eq!(computer_row(&db, ids[1]).await.name, "new-2");
+
+        // A link that cannot be written takes its computers with it: no orphan is left.
+        let before = db.count_computers(&TenantScope::All).await.unwrap();
+        let err = db
+            .create_and_link_computers(
+                &[(computer(t.id, "ghost", None), link(424242, 0, "new"))],
+                &[],
+                at(2),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        assert_eq!(db.count_computers(&TenantScope::All).await.unwrap(), before);
+        let ghost = db
+            .search_computers(&ComputerQuery {
+                q: Some("ghost".into()),
+                include_retired: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ghost.total, 0);
+    }
+);
+
 both!(merge_computers_moves_agents, |db: Db| async move {
     let i = integration(&db, "N-central").await;
     let t = db.create_tenant("Acme Inc", T0).await.unwrap();
@@ -1703,9 +1777,16 @@ both!(merge_computers_moves_agents, |db: Db| async move {
     .await
     .unwrap();
     let open = db.open_decisions(&TenantScope::All, 10).await.unwrap();
-    db.resolve_decision(open[1].id, Resolution::KeepSeparate, "alice", at(1))
-        .await
-        .unwrap();
+    db.resolve_decision(
+        open[1].id,
+        Resolution::KeepSeparate,
+        "alice",
+        at(1),
+        &DecisionEffect::Keep { computer_id: from },
+        |c| resolve_audit("alice", c, at(1)),
+    )
+    .await
+    .unwrap();
 
     let err = db
         .merge_computers(from, from, "alice", at(2))
@@ -1951,18 +2032,60 @@ both!(decisions_raise_once_and_resolve_once, |db: Db| async move {
             .is_some()
     );
 
-    // Resolve once.
-    let r = db
-        .resolve_decision(open[0].id, Resolution::Merge, "alice", at(3))
+    // Resolve once: the decision, the link it makes and its audit entry land together.
+    let audits = |db: &Db| {
+        let db = db.clone();
+        async move {
+            db.list_audit(&AuditQuery {
+                limit: 100,
+                action: Some("decision.resolve".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (r, on) = db
+        .resolve_decision(
+            open[0].id,
+            Resolution::Merge,
+            "alice",
+            at(3),
+            &DecisionEffect::Link(link(ags[0], ca, "manual")),
+            |c| resolve_audit("alice", c, at(3)),
+        )
         .await
         .unwrap();
+    assert_eq!(on, ca);
     assert_eq!(
         (r.resolved_at, r.resolved_by.as_deref(), r.resolution),
         (Some(at(3)), Some("alice"), Some(Resolution::Merge))
     );
-    assert_eq!(r.candidate_computer_id, Some(ca), "only its state changes");
+    assert_eq!(
+        r.candidate_computer_id,
+        Some(ca),
+        "the candidate stays recorded"
+    );
+    let a0 = db.agent_by_id(ags[0]).await.unwrap().unwrap();
+    assert_eq!(a0.computer_id, Some(ca));
+    let logged = audits(&db).await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].details["computer_id"], json!(ca));
+
+    // A second resolver changes nothing: no computer, no link, no audit entry.
+    let computers_before = db.count_computers(&TenantScope::All).await.unwrap();
     let err = db
-        .resolve_decision(open[0].id, Resolution::KeepSeparate, "bob", at(4))
+        .resolve_decision(
+            open[0].id,
+            Resolution::KeepSeparate,
+            "bob",
+            at(4),
+            &DecisionEffect::CreateAndLink(
+                computer(ta.id, "WS-A", None),
+                link(ags[0], 0, "manual"),
+            ),
+            |c| resolve_audit("bob", c, at(4)),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
@@ -1970,6 +2093,13 @@ both!(decisions_raise_once_and_resolve_once, |db: Db| async move {
         err.to_string().contains("alice") && err.to_string().contains("merge"),
         "says who was faster: {err}"
     );
+    assert_eq!(
+        db.count_computers(&TenantScope::All).await.unwrap(),
+        computers_before
+    );
+    let a0 = db.agent_by_id(ags[0]).await.unwrap().unwrap();
+    assert_eq!(a0.computer_id, Some(ca));
+    assert_eq!(audits(&db).await.len(), 1);
     let kept = db
         .decision_by_id(open[0].id, &TenantScope::All)
         .await
@@ -1980,11 +2110,19 @@ both!(decisions_raise_once_and_resolve_once, |db: Db| async move {
         (Some("alice"), Some(Resolution::Merge))
     );
     assert!(matches!(
-        db.resolve_decision(424242, Resolution::Merge, "bob", at(4))
-            .await,
+        db.resolve_decision(
+            424242,
+            Resolution::Merge,
+            "bob",
+            at(4),
+            &DecisionEffect::Keep { computer_id: ca },
+            |c| resolve_audit("bob", c, at(4)),
+        )
+        .await,
         Err(StoreError::NotFound { .. })
     ));
-    assert_eq!(db.count_open_decisions(&only_a).await.unwrap(), 1);
+    // Acme's: ags[3]'s, and ags[0]'s second one, now that ags[0] is on an Acme computer.
+    assert_eq!(db.count_open_decisions(&only_a).await.unwrap(), 2);
     assert_eq!(db.count_open_decisions(&TenantScope::All).await.unwrap(), 5);
     let still_waiting: std::collections::HashSet<i64> = db
         .open_decisions(&TenantScope::All, 100)

@@ -52,11 +52,18 @@ pub async fn record(
     target: Target<'_>,
     details: Value,
 ) -> Result<i64, StoreError> {
+    db.append_audit(&entry(actor, action, target, details))
+        .await
+}
+
+/// The audit entry `record` would append, for store methods that append it in their own
+/// transaction.
+pub fn entry(actor: &Actor, action: &str, target: Target<'_>, details: Value) -> NewAuditEntry {
     let (target_kind, target_id) = match target {
         Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
         None => (None, None),
     };
-    db.append_audit(&NewAuditEntry {
+    NewAuditEntry {
         at: now(),
         actor_user_id: actor.user_id,
         actor: actor.name.clone(),
@@ -65,6 +72,5 @@ pub async fn record(
         target_id,
         details,
         ip: actor.ip.clone(),
-    })
-    .await
+    }
 }

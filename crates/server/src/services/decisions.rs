@@ -7,7 +7,7 @@ use crate::services::audit::{self, Actor};
 use crate::state::now;
 use rmmbridge_core::identify::Rule;
 use rmmbridge_store::{
-    AgentLink, Db, DecisionRow, NewComputer, Resolution, StoreError, TenantScope,
+    AgentLink, Db, DecisionEffect, DecisionRow, NewComputer, Resolution, StoreError, TenantScope,
 };
 use serde_json::{Value, json};
 
@@ -142,15 +142,6 @@ pub async fn resolve(
         Action::KeepSeparate => Resolution::KeepSeparate,
     };
     let t = now();
-    // Claims the decision: a second resolver gets a conflict here.
-    let decision = db
-        .resolve_decision(id, resolution, &actor.name, t)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { what } => DecisionError::AlreadyResolved(what),
-            other => other.into(),
-        })?;
-
     let evidence = json!({
         "decision_id": id,
         "resolution": resolution.as_str(),
@@ -166,33 +157,14 @@ pub async fn resolve(
         decided_by: actor.name.clone(),
         clone_of,
     };
-    let computer_id = match (action, agent.computer_id) {
+    let effect = match (action, agent.computer_id) {
+        // The agent already has a computer: the two computers are one machine.
         (Action::Merge { computer_id: into }, Some(from)) if from != into => {
-            // The agent already has a computer: the two computers are one machine.
-            db.merge_computers(from, into, &actor.name, t).await?;
-            into
+            DecisionEffect::Merge { from, into }
         }
-        (Action::Merge { computer_id }, _) => {
-            db.link_agents(&[link(computer_id, None)], t).await?;
-            computer_id
-        }
-        (Action::KeepSeparate, Some(own)) => own,
+        (Action::Merge { computer_id }, _) => DecisionEffect::Link(link(computer_id, None)),
+        (Action::KeepSeparate, Some(own)) => DecisionEffect::Keep { computer_id: own },
         (Action::KeepSeparate, None) => {
-            let tenant_id = tenant_for_new.expect("checked above");
-            let ids = db
-                .create_computers(
-                    &[NewComputer {
-                        tenant_id,
-                        name: agent.hostname.clone(),
-                        serial: agent.serial.clone(),
-                        smbios_uuid: agent.smbios_uuid.clone(),
-                        os: agent.os.clone(),
-                        last_contact_at: agent.last_contact_at,
-                    }],
-                    t,
-                )
-                .await?;
-            let own = ids[0];
             // Kept apart from a live twin with the same hardware ids: flag it as a clone, as
             // the sync does for the clones it separates itself.
             let clone_of = d
@@ -201,24 +173,40 @@ pub async fn resolve(
                 .and_then(Value::as_array)
                 .filter(|a| !a.is_empty())
                 .map(|a| Value::Array(a.clone()).to_string());
-            db.link_agents(&[link(own, clone_of)], t).await?;
-            own
+            DecisionEffect::CreateAndLink(
+                NewComputer {
+                    tenant_id: tenant_for_new.expect("checked above"),
+                    name: agent.hostname.clone(),
+                    serial: agent.serial.clone(),
+                    smbios_uuid: agent.smbios_uuid.clone(),
+                    os: agent.os.clone(),
+                    last_contact_at: agent.last_contact_at,
+                },
+                link(0, clone_of),
+            )
         }
     };
-
-    audit::record(
-        db,
-        actor,
-        "decision.resolve",
-        Some(("manual_decision", id.to_string())),
-        json!({
-            "resolution": resolution.as_str(),
-            "agent_id": agent.id,
-            "computer_id": computer_id,
-            "kind": d.kind,
-        }),
-    )
-    .await?;
+    // Claims the decision and does what it says, with its audit entry, in one transaction: a
+    // second resolver gets a conflict and changes nothing.
+    let (decision, computer_id) = db
+        .resolve_decision(id, resolution, &actor.name, t, &effect, |computer_id| {
+            audit::entry(
+                actor,
+                "decision.resolve",
+                Some(("manual_decision", id.to_string())),
+                json!({
+                    "resolution": resolution.as_str(),
+                    "agent_id": agent.id,
+                    "computer_id": computer_id,
+                    "kind": d.kind,
+                }),
+            )
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { what } => DecisionError::AlreadyResolved(what),
+            other => other.into(),
+        })?;
     Ok(Resolved {
         decision,
         computer_id,

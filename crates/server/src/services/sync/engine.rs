@@ -15,9 +15,7 @@
 //! Every write is idempotent and each stage re-derives its work from the database, so a run that
 //! was killed half-way is converged by the next one: no duplicates, the same final state.
 use super::SyncError;
-use super::identity::{
-    Candidate, PendingWrites, RunIdentity, Written, converge_after_unclean_run, lap,
-};
+use super::identity::{Candidate, PendingWrites, RunIdentity, Written, lap, previous_run_clean};
 use crate::services::integrations::IntegrationOptions;
 use crate::services::integrations::connectors::Connectors;
 use crate::state::now;
@@ -267,8 +265,7 @@ impl Engine<'_> {
         let mapping = Mapping::load(self.db, integration_id, &opts).await?;
 
         self.stage("devices").await?;
-        let previous_clean =
-            converge_after_unclean_run(self.db, integration_id, self.run.id).await?;
+        let previous_clean = previous_run_clean(self.db, integration_id, self.run.id).await?;
         let mut known: HashMap<String, Known> = self
             .db
             .agent_snapshot(integration_id)

@@ -514,34 +514,28 @@ impl PendingWrites {
     pub async fn apply(mut self, db: &Db, t: Timestamp) -> Result<Written, SyncError> {
         let mut out = Written::default();
         let started = std::time::Instant::now();
-        if !self.new_computers.is_empty() {
-            let (rows, rest): (Vec<NewComputer>, Vec<_>) = std::mem::take(&mut self.new_computers)
-                .into_iter()
-                .map(|(agent, c, ev, flag)| (c, (agent, ev, flag)))
-                .unzip();
-            // A crash before the links below leaves orphans, which the next run deletes.
-            let ids = db.create_computers(&rows, t).await?;
-            out.rows_written += ids.len() as u64;
-            for ((agent_id, evidence, clone_of), computer_id) in rest.into_iter().zip(ids) {
-                out.computers.push((agent_id, computer_id));
-                self.links.push(AgentLink {
+        let new: Vec<(NewComputer, AgentLink)> = std::mem::take(&mut self.new_computers)
+            .into_iter()
+            .map(|(agent_id, c, evidence, clone_of)| {
+                let link = AgentLink {
                     agent_id,
-                    computer_id,
+                    computer_id: 0,
                     rule: Rule::New.as_str().into(),
                     evidence,
                     decided_by: "sync".into(),
                     clone_of,
-                });
-            }
+                };
+                (c, link)
+            })
+            .collect();
+        if !new.is_empty() || !self.links.is_empty() {
+            // One transaction: a new computer is never stored without the Agent that caused it.
+            let (ids, linked) = db.create_and_link_computers(&new, &self.links, t).await?;
+            out.rows_written += ids.len() as u64 + linked * 2; // a link and its evidence row
+            out.computers
+                .extend(new.iter().map(|(_, l)| l.agent_id).zip(ids));
             out.ms
-                .push(("write.computers", started.elapsed().as_millis() as u64));
-        }
-        if !self.links.is_empty() {
-            let started = std::time::Instant::now();
-            // The link and its evidence row.
-            out.rows_written += db.link_agents(&self.links, t).await? * 2;
-            out.ms
-                .push(("write.links", started.elapsed().as_millis() as u64));
+                .push(("write.identify", started.elapsed().as_millis() as u64));
         }
         if !self.unlinks.is_empty() {
             out.rows_written += db.unlink_agents(&self.unlinks, t).await?;
@@ -558,23 +552,20 @@ impl PendingWrites {
     }
 }
 
-/// Whether the run before this one of the integration ended cleanly; if not, what it may have
-/// left (computers created but never linked) is deleted before identifying again.
-pub(super) async fn converge_after_unclean_run(
+/// Whether the run before this one of the integration ended cleanly; if not, the computers'
+/// retirement is re-checked at the end even when this run changes no Agent. (Nothing else needs
+/// mending: a new computer is stored in one transaction with its first link.)
+pub(super) async fn previous_run_clean(
     db: &Db,
     integration_id: i64,
     run_id: i64,
 ) -> Result<bool, SyncError> {
-    let previous_clean = db
+    Ok(db
         .list_sync_runs(Some(integration_id), 2)
         .await?
         .into_iter()
         .find(|r| r.id != run_id)
-        .is_some_and(|r| r.state == SyncRunState::Succeeded);
-    if !previous_clean {
-        db.delete_orphan_computers().await?;
-    }
-    Ok(previous_clean)
+        .is_some_and(|r| r.state == SyncRunState::Succeeded))
 }
 
 /// Adds the time since `started` to a step's total, for `bench sync`.
