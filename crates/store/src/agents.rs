@@ -580,27 +580,24 @@ impl Db {
     /// new computers' ids in input order and the number of links that changed.
     pub async fn create_and_link_computers(
         &self,
-        new: &[(NewComputer, AgentLink)],
+        new: Vec<(NewComputer, AgentLink)>,
         links: &[AgentLink],
         now: Timestamp,
     ) -> StoreResult<(Vec<i64>, u64)> {
+        let (rows, mut all): (Vec<NewComputer>, Vec<AgentLink>) = new.into_iter().unzip();
         let mut tx = self.begin_write_txn().await?;
-        let rows: Vec<NewComputer> = new.iter().map(|(c, _)| c.clone()).collect();
         let ids = crate::computers::insert_computers_in(&mut tx, &rows, now).await?;
-        let mut all: Vec<AgentLink> = new
-            .iter()
-            .zip(&ids)
-            .map(|((_, l), id)| AgentLink {
-                computer_id: *id,
-                ..l.clone()
-            })
-            .collect();
+        drop(rows);
+        for (l, id) in all.iter_mut().zip(&ids) {
+            l.computer_id = *id;
+        }
+        let new_agents: Vec<i64> = all.iter().map(|l| l.agent_id).collect();
         all.extend_from_slice(links);
         let changed: std::collections::HashSet<i64> = link_agents_in(&mut tx, &all, now)
             .await?
             .into_iter()
             .collect();
-        if new.iter().any(|(_, l)| !changed.contains(&l.agent_id)) {
+        if new_agents.iter().any(|a| !changed.contains(a)) {
             // A new computer's agent is gone (its integration was deleted meanwhile): the
             // transaction is dropped, so no computer is kept without its agent.
             return Err(StoreError::NotFound { what: "agent" });

@@ -1692,7 +1692,7 @@ both!(
         .await;
         let (ids, linked) = db
             .create_and_link_computers(
-                &[
+                vec![
                     (computer(t.id, "new-1", None), link(ags[0], 0, "new")),
                     (computer(t.id, "new-2", None), link(ags[1], 0, "new")),
                 ],
@@ -1712,7 +1712,7 @@ both!(
         let before = db.count_computers(&TenantScope::All).await.unwrap();
         let err = db
             .create_and_link_computers(
-                &[(computer(t.id, "ghost", None), link(424242, 0, "new"))],
+                vec![(computer(t.id, "ghost", None), link(424242, 0, "new"))],
                 &[],
                 at(2),
             )

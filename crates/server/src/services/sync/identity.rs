@@ -530,10 +530,10 @@ impl PendingWrites {
             .collect();
         if !new.is_empty() || !self.links.is_empty() {
             // One transaction: a new computer is never stored without the Agent that caused it.
-            let (ids, linked) = db.create_and_link_computers(&new, &self.links, t).await?;
+            let agents: Vec<i64> = new.iter().map(|(_, l)| l.agent_id).collect();
+            let (ids, linked) = db.create_and_link_computers(new, &self.links, t).await?;
             out.rows_written += ids.len() as u64 + linked * 2; // a link and its evidence row
-            out.computers
-                .extend(new.iter().map(|(_, l)| l.agent_id).zip(ids));
+            out.computers.extend(agents.into_iter().zip(ids));
             out.ms
                 .push(("write.identify", started.elapsed().as_millis() as u64));
         }
