@@ -239,6 +239,31 @@ struct ComputerAgentRow {
     evidence_at: Option<i64>,
 }
 
+/// [`Db::create_and_link_computers`] inside `tx`; on an error the caller drops `tx`, so no
+/// computer is kept without its agent.
+pub(crate) async fn create_and_link_in(
+    tx: &mut WriteTxn,
+    new: Vec<(NewComputer, AgentLink)>,
+    links: &[AgentLink],
+    now: Timestamp,
+) -> StoreResult<(Vec<i64>, u64)> {
+    let (rows, mut all): (Vec<NewComputer>, Vec<AgentLink>) = new.into_iter().unzip();
+    let ids = crate::computers::insert_computers_in(tx, &rows, now).await?;
+    drop(rows);
+    for (l, id) in all.iter_mut().zip(&ids) {
+        l.computer_id = *id;
+    }
+    let new_agents: Vec<i64> = all.iter().map(|l| l.agent_id).collect();
+    all.extend_from_slice(links);
+    let changed: std::collections::HashSet<i64> =
+        link_agents_in(tx, &all, now).await?.into_iter().collect();
+    if new_agents.iter().any(|a| !changed.contains(a)) {
+        // A new computer's agent is gone (its integration was deleted meanwhile).
+        return Err(StoreError::NotFound { what: "agent" });
+    }
+    Ok((ids, changed.len() as u64))
+}
+
 /// Links agents inside `tx`; returns the agents whose link changed (an agent that does not exist
 /// is not among them).
 pub(crate) async fn link_agents_in(
@@ -584,26 +609,10 @@ impl Db {
         links: &[AgentLink],
         now: Timestamp,
     ) -> StoreResult<(Vec<i64>, u64)> {
-        let (rows, mut all): (Vec<NewComputer>, Vec<AgentLink>) = new.into_iter().unzip();
         let mut tx = self.begin_write_txn().await?;
-        let ids = crate::computers::insert_computers_in(&mut tx, &rows, now).await?;
-        drop(rows);
-        for (l, id) in all.iter_mut().zip(&ids) {
-            l.computer_id = *id;
-        }
-        let new_agents: Vec<i64> = all.iter().map(|l| l.agent_id).collect();
-        all.extend_from_slice(links);
-        let changed: std::collections::HashSet<i64> = link_agents_in(&mut tx, &all, now)
-            .await?
-            .into_iter()
-            .collect();
-        if new_agents.iter().any(|a| !changed.contains(a)) {
-            // A new computer's agent is gone (its integration was deleted meanwhile): the
-            // transaction is dropped, so no computer is kept without its agent.
-            return Err(StoreError::NotFound { what: "agent" });
-        }
+        let out = create_and_link_in(&mut tx, new, links, now).await?;
         tx.commit().await?;
-        Ok((ids, changed.len() as u64))
+        Ok(out)
     }
 
     /// Sets the clone flag (JSON list of agent ids, or none) of linked agents whose copy turned up

@@ -78,6 +78,18 @@ impl crate::Db {
     }
 }
 
+impl From<sqlx::Transaction<'static, sqlx::Sqlite>> for WriteTxn {
+    fn from(t: sqlx::Transaction<'static, sqlx::Sqlite>) -> Self {
+        WriteTxn::Sqlite(t)
+    }
+}
+
+impl From<sqlx::Transaction<'static, sqlx::Postgres>> for WriteTxn {
+    fn from(t: sqlx::Transaction<'static, sqlx::Postgres>) -> Self {
+        WriteTxn::Postgres(t)
+    }
+}
+
 impl WriteTxn {
     pub(crate) async fn commit(self) -> crate::StoreResult<()> {
         match self {

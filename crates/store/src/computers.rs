@@ -152,6 +152,11 @@ struct SearchSql<'a> {
 }
 
 /// The filter shared by a page and its count; the cursor only narrows the page.
+/// The lowercased name and serial a computer is searched by.
+fn search_keys(name: &str, serial: Option<&str>) -> (String, String) {
+    (search_key(name), search_key(serial.unwrap_or("")))
+}
+
 fn filter<'a>(sql: &mut Sql<'a>, q: &'a ComputerQuery, pattern: Option<&'a str>) {
     sql.push(" WHERE 1 = 1");
     if q.retired_only {
@@ -216,12 +221,7 @@ impl Db {
     ) -> StoreResult<u64> {
         let keys: Vec<(String, String)> = updates
             .iter()
-            .map(|c| {
-                (
-                    search_key(&c.name),
-                    search_key(c.serial.as_deref().unwrap_or("")),
-                )
-            })
+            .map(|c| search_keys(&c.name, c.serial.as_deref()))
             .collect();
         with_db!(self, |p| {
             let mut tx = p.begin_write().await?;
@@ -520,12 +520,7 @@ pub(crate) async fn insert_computers_in(
 ) -> StoreResult<Vec<i64>> {
     let keys: Vec<(String, String)> = computers
         .iter()
-        .map(|c| {
-            (
-                search_key(&c.name),
-                search_key(c.serial.as_deref().unwrap_or("")),
-            )
-        })
+        .map(|c| search_keys(&c.name, c.serial.as_deref()))
         .collect();
     with_tx!(tx, |t| {
         let mut ids = Vec::with_capacity(computers.len());

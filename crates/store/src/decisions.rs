@@ -1,10 +1,10 @@
 //! ManualDecisions: identifications the hub will not guess (reinstall vs clone vs new machine).
 //! The store records them and resolves each in one transaction with what it does to its Agent.
-use crate::agents::{AgentLink, link_agents_in};
+use crate::agents::{AgentLink, create_and_link_in, link_agents_in};
 use crate::audit::{NewAuditEntry, append_audit_in};
 use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
-use crate::computers::{NewComputer, insert_computers_in, merge_computers_in};
+use crate::computers::{NewComputer, merge_computers_in};
 use crate::{Db, StoreError, StoreResult, TenantScope, parse_col};
 use rmmbridge_core::Timestamp;
 use serde_json::Value;
@@ -320,15 +320,10 @@ impl Db {
                 link.computer_id
             }
             DecisionEffect::CreateAndLink(computer, link) => {
-                let ids = insert_computers_in(&mut tx, std::slice::from_ref(computer), now).await?;
-                let link = AgentLink {
-                    computer_id: ids[0],
-                    ..link.clone()
-                };
-                if link_agents_in(&mut tx, &[link], now).await?.is_empty() {
-                    // The agent is gone: the transaction is dropped, the decision stays open.
-                    return Err(StoreError::NotFound { what: "agent" });
-                }
+                // The agent gone: the transaction is dropped, the decision stays open.
+                let (ids, _) =
+                    create_and_link_in(&mut tx, vec![(computer.clone(), link.clone())], &[], now)
+                        .await?;
                 ids[0]
             }
             DecisionEffect::Merge { from, into } => {

@@ -8,7 +8,6 @@ use crate::{Db, NewAuditEntry, StoreError, StoreResult, parse_col};
 use rmmbridge_core::Timestamp;
 use rmmbridge_core::rmm::{RmmClient, RmmClientKind};
 use sqlx::AssertSqlSafe;
-use sqlx::types::Json;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -658,21 +657,9 @@ impl Db {
                     to_tenant_id: tenant,
                 });
             }
+            let mut tx = crate::batch::WriteTxn::from(tx);
             for e in audit(&out) {
-                sqlx::query(
-                    "INSERT INTO audit_log (at, actor_user_id, actor, action, target_kind, target_id, details, ip)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(e.at.0)
-                .bind(e.actor_user_id)
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.target_kind)
-                .bind(&e.target_id)
-                .bind(Json(&e.details))
-                .bind(&e.ip)
-                .execute(&mut *tx)
-                .await?;
+                crate::audit::append_audit_in(&mut tx, &e).await?;
             }
             tx.commit().await?;
             Ok(out)
