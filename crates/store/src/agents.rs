@@ -272,7 +272,7 @@ pub(crate) async fn link_agents_in(
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
     let links = dedupe_last(links, |l| l.agent_id);
-    with_tx!(tx, |t| {
+    let changed = with_tx!(tx, |t| {
         let mut changed: Vec<&AgentLink> = Vec::new();
         for chunk in links.chunks(rows_per_chunk(&*t, 3)) {
             let mut sql = Sql::new(
@@ -301,7 +301,20 @@ pub(crate) async fn link_agents_in(
                     .collect();
             changed.extend(chunk.iter().filter(|l| ids.contains(&l.agent_id)));
         }
-        for chunk in changed.chunks(rows_per_chunk(&*t, 5)) {
+        Ok::<_, StoreError>(changed)
+    })?;
+    insert_evidence_in(tx, &changed, now).await?;
+    Ok(changed.iter().map(|l| l.agent_id).collect())
+}
+
+/// The evidence rows of links just made, one per link.
+pub(crate) async fn insert_evidence_in(
+    tx: &mut WriteTxn,
+    links: &[&AgentLink],
+    now: Timestamp,
+) -> StoreResult<()> {
+    with_tx!(tx, |t| {
+        for chunk in links.chunks(rows_per_chunk(&*t, 5)) {
             let mut sql = Sql::new(
                 "INSERT INTO identification_evidence (agent_id, computer_id, rule, evidence,
                  decided_by, at) VALUES ",
@@ -320,11 +333,154 @@ pub(crate) async fn link_agents_in(
                 .await
                 .map_err(computer_fk_error)?;
         }
-        Ok(changed.iter().map(|l| l.agent_id).collect())
+        Ok(())
     })
 }
 
-fn computer_fk_error(e: sqlx::Error) -> StoreError {
+/// The integration's RmmClients by external id, read once rather than looked up per row.
+pub(crate) async fn client_ids_in(
+    tx: &mut WriteTxn,
+    integration_id: i64,
+) -> StoreResult<HashMap<String, i64>> {
+    Ok(with_tx!(tx, |t| {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT external_id, id FROM rmm_clients WHERE integration_id = $1",
+        )
+        .bind(integration_id)
+        .fetch_all(&mut **t)
+        .await?
+        .into_iter()
+        .collect()
+    }))
+}
+
+/// [`Db::upsert_agents`] inside `tx`. A row that turns out to be new takes one of the ids reserved
+/// for the chunk; the ids of rows that were updated instead stay unused.
+pub(crate) async fn upsert_agents_in(
+    tx: &mut WriteTxn,
+    integration_id: i64,
+    clients: &HashMap<String, i64>,
+    agents: &[AgentWrite],
+    now: Timestamp,
+) -> StoreResult<AgentUpsert> {
+    let agents = dedupe_last(agents, |a| a.external_id.as_str());
+    let overriding = crate::batch::overriding_identity(tx);
+    let mut out = AgentUpsert::default();
+    let per = with_tx!(tx, |t| rows_per_chunk(&*t, 11));
+    for chunk in agents.chunks(per) {
+        let ids = crate::ids::reserve_in(tx, crate::ids::IdKind::Agents, chunk.len()).await?;
+        with_tx!(tx, |t| {
+            let mut sql = Sql::new(
+                "INSERT INTO agents (id, integration_id, external_id, rmm_client_id, hostname, serial,
+                 smbios_uuid, macs, os, device_class, last_contact_at, fingerprint, first_seen_at,
+                 updated_at)",
+            );
+            sql.push(overriding).push(" VALUES ");
+            sql.args.push(Arg::Int(integration_id));
+            sql.args.push(Arg::Int(now.0));
+            for (i, (a, id)) in chunk.iter().zip(&ids).enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(*id)).push(", $1, ");
+                sql.bind(Arg::Text(&a.external_id)).push(", ");
+                agent_values(&mut sql, a, clients);
+                sql.push(", $2, $2)");
+            }
+            sql.push(
+                " ON CONFLICT (integration_id, external_id) DO UPDATE SET
+                   rmm_client_id = excluded.rmm_client_id, hostname = excluded.hostname,
+                   serial = excluded.serial, smbios_uuid = excluded.smbios_uuid,
+                   macs = excluded.macs, os = excluded.os, device_class = excluded.device_class,
+                   last_contact_at = excluded.last_contact_at,
+                   fingerprint = excluded.fingerprint, updated_at = excluded.updated_at
+                 WHERE agents.rmm_client_id IS DISTINCT FROM excluded.rmm_client_id
+                    OR agents.hostname IS DISTINCT FROM excluded.hostname
+                    OR agents.serial IS DISTINCT FROM excluded.serial
+                    OR agents.smbios_uuid IS DISTINCT FROM excluded.smbios_uuid
+                    OR agents.macs IS DISTINCT FROM excluded.macs
+                    OR agents.os IS DISTINCT FROM excluded.os
+                    OR agents.device_class IS DISTINCT FROM excluded.device_class
+                    OR agents.last_contact_at IS DISTINCT FROM excluded.last_contact_at
+                    OR agents.fingerprint IS DISTINCT FROM excluded.fingerprint
+                 RETURNING external_id, id, first_seen_at",
+            );
+            // first_seen_at is only set by an insert: it tells new rows from updated ones.
+            let written: HashMap<String, (i64, bool)> =
+                bind_args!(&*t, sqlx::query_as::<_, (String, i64, i64)>, sql)
+                    .fetch_all(&mut **t)
+                    .await?
+                    .into_iter()
+                    .map(|(ext, id, first_seen)| (ext, (id, first_seen == now.0)))
+                    .collect();
+            // Rows left as they were return nothing: their ids are looked up (rarely any).
+            let unchanged: Vec<&&AgentWrite> = chunk
+                .iter()
+                .filter(|a| !written.contains_key(&a.external_id))
+                .collect();
+            let mut existing: HashMap<String, i64> = HashMap::new();
+            if !unchanged.is_empty() {
+                let mut sel = Sql::new(
+                    "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
+                );
+                sel.args.push(Arg::Int(integration_id));
+                sel.bind_list(unchanged.iter().map(|a| Arg::Text(&a.external_id)));
+                sel.push(")");
+                existing = bind_args!(&*t, sqlx::query_as::<_, (String, i64)>, sel)
+                    .fetch_all(&mut **t)
+                    .await?
+                    .into_iter()
+                    .collect();
+            }
+            for a in chunk {
+                let ext = a.external_id.as_str();
+                let id = match (written.get(ext), existing.get(ext)) {
+                    (Some(&(id, true)), _) => {
+                        out.inserted += 1;
+                        id
+                    }
+                    (Some(&(id, false)), _) => {
+                        out.updated += 1;
+                        id
+                    }
+                    (None, Some(&id)) => {
+                        out.unchanged += 1;
+                        id
+                    }
+                    (None, None) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "agent {ext:?} was neither found nor written"
+                        )));
+                    }
+                };
+                out.ids.push((a.external_id.clone(), id));
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// The ten reported columns of an agent row, from rmm_client_id to fingerprint.
+pub(crate) fn agent_values<'a>(
+    sql: &mut Sql<'a>,
+    a: &'a AgentWrite,
+    clients: &HashMap<String, i64>,
+) {
+    let client = a
+        .rmm_client_external_id
+        .as_deref()
+        .and_then(|e| clients.get(e).copied());
+    sql.bind(Arg::OptInt(client)).push(", ");
+    sql.bind(Arg::Text(&a.hostname)).push(", ");
+    sql.bind(Arg::OptText(a.serial.as_deref())).push(", ");
+    sql.bind(Arg::OptText(a.smbios_uuid.as_deref())).push(", ");
+    sql.bind(Arg::Strings(&a.macs)).push(", ");
+    sql.bind(Arg::OptText(a.os.as_deref())).push(", ");
+    sql.bind(Arg::OptText(a.device_class.as_deref())).push(", ");
+    sql.bind(Arg::OptInt(a.last_contact_at.map(|t| t.0)))
+        .push(", ");
+    sql.bind(Arg::Text(&a.fingerprint));
+}
+
+pub(crate) fn computer_fk_error(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound {
             what: "computer or agent",
@@ -438,117 +594,11 @@ impl Db {
         agents: &[AgentWrite],
         now: Timestamp,
     ) -> StoreResult<AgentUpsert> {
-        let agents = dedupe_last(agents, |a| a.external_id.as_str());
-        with_db!(self, |p| {
-            let mut tx = p.begin_write().await?;
-            let mut out = AgentUpsert::default();
-            // The integration's clients once, rather than a lookup per row (an unknown one: NULL).
-            let clients: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-                "SELECT external_id, id FROM rmm_clients WHERE integration_id = $1",
-            )
-            .bind(integration_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            for chunk in agents.chunks(rows_per_chunk(p, 10)) {
-                let mut sql = Sql::new(
-                    "INSERT INTO agents (integration_id, external_id, rmm_client_id, hostname, serial,
-                     smbios_uuid, macs, os, device_class, last_contact_at, fingerprint, first_seen_at,
-                     updated_at) VALUES ",
-                );
-                sql.args.push(Arg::Int(integration_id));
-                sql.args.push(Arg::Int(now.0));
-                for (i, a) in chunk.iter().enumerate() {
-                    sql.push(if i == 0 { "($1, " } else { ", ($1, " });
-                    sql.bind(Arg::Text(&a.external_id)).push(", ");
-                    let client = a
-                        .rmm_client_external_id
-                        .as_deref()
-                        .and_then(|e| clients.get(e).copied());
-                    sql.bind(Arg::OptInt(client)).push(", ");
-                    sql.bind(Arg::Text(&a.hostname)).push(", ");
-                    sql.bind(Arg::OptText(a.serial.as_deref())).push(", ");
-                    sql.bind(Arg::OptText(a.smbios_uuid.as_deref())).push(", ");
-                    sql.bind(Arg::Strings(&a.macs)).push(", ");
-                    sql.bind(Arg::OptText(a.os.as_deref())).push(", ");
-                    sql.bind(Arg::OptText(a.device_class.as_deref())).push(", ");
-                    sql.bind(Arg::OptInt(a.last_contact_at.map(|t| t.0)))
-                        .push(", ");
-                    sql.bind(Arg::Text(&a.fingerprint)).push(", $2, $2)");
-                }
-                sql.push(
-                    " ON CONFLICT (integration_id, external_id) DO UPDATE SET
-                       rmm_client_id = excluded.rmm_client_id, hostname = excluded.hostname,
-                       serial = excluded.serial, smbios_uuid = excluded.smbios_uuid,
-                       macs = excluded.macs, os = excluded.os, device_class = excluded.device_class,
-                       last_contact_at = excluded.last_contact_at,
-                       fingerprint = excluded.fingerprint, updated_at = excluded.updated_at
-                     WHERE agents.rmm_client_id IS DISTINCT FROM excluded.rmm_client_id
-                        OR agents.hostname IS DISTINCT FROM excluded.hostname
-                        OR agents.serial IS DISTINCT FROM excluded.serial
-                        OR agents.smbios_uuid IS DISTINCT FROM excluded.smbios_uuid
-                        OR agents.macs IS DISTINCT FROM excluded.macs
-                        OR agents.os IS DISTINCT FROM excluded.os
-                        OR agents.device_class IS DISTINCT FROM excluded.device_class
-                        OR agents.last_contact_at IS DISTINCT FROM excluded.last_contact_at
-                        OR agents.fingerprint IS DISTINCT FROM excluded.fingerprint
-                     RETURNING external_id, id, first_seen_at",
-                );
-                // first_seen_at is only set by an insert: it tells new rows from updated ones.
-                let written: HashMap<String, (i64, bool)> =
-                    bind_args!(p, sqlx::query_as::<_, (String, i64, i64)>, sql)
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .into_iter()
-                        .map(|(ext, id, first_seen)| (ext, (id, first_seen == now.0)))
-                        .collect();
-                // Rows left as they were return nothing: their ids are looked up (rarely any).
-                let unchanged: Vec<&&AgentWrite> = chunk
-                    .iter()
-                    .filter(|a| !written.contains_key(&a.external_id))
-                    .collect();
-                let mut existing: HashMap<String, i64> = HashMap::new();
-                if !unchanged.is_empty() {
-                    let mut sel = Sql::new(
-                        "SELECT external_id, id FROM agents WHERE integration_id = $1 AND external_id IN (",
-                    );
-                    sel.args.push(Arg::Int(integration_id));
-                    sel.bind_list(unchanged.iter().map(|a| Arg::Text(&a.external_id)));
-                    sel.push(")");
-                    existing = bind_args!(p, sqlx::query_as::<_, (String, i64)>, sel)
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .into_iter()
-                        .collect();
-                }
-                for a in chunk {
-                    let ext = a.external_id.as_str();
-                    let id = match (written.get(ext), existing.get(ext)) {
-                        (Some(&(id, true)), _) => {
-                            out.inserted += 1;
-                            id
-                        }
-                        (Some(&(id, false)), _) => {
-                            out.updated += 1;
-                            id
-                        }
-                        (None, Some(&id)) => {
-                            out.unchanged += 1;
-                            id
-                        }
-                        (None, None) => {
-                            return Err(StoreError::Corrupt(format!(
-                                "agent {ext:?} was neither found nor written"
-                            )));
-                        }
-                    };
-                    out.ids.push((a.external_id.clone(), id));
-                }
-            }
-            tx.commit().await?;
-            Ok(out)
-        })
+        let mut tx = self.begin_write_txn().await?;
+        let clients = client_ids_in(&mut tx, integration_id).await?;
+        let out = upsert_agents_in(&mut tx, integration_id, &clients, agents, now).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Sets state and `missing_since` of many agents; rows already in that state are not written.

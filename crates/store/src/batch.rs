@@ -69,6 +69,15 @@ macro_rules! with_tx {
     };
 }
 
+/// What an INSERT that names the id column needs on this backend: PostgreSQL's ids are
+/// `GENERATED ALWAYS AS IDENTITY`, so an id reserved from the sequence must say so.
+pub(crate) fn overriding_identity(tx: &WriteTxn) -> &'static str {
+    match tx {
+        WriteTxn::Sqlite(_) => "",
+        WriteTxn::Postgres(_) => " OVERRIDING SYSTEM VALUE",
+    }
+}
+
 impl crate::Db {
     pub(crate) async fn begin_write_txn(&self) -> crate::StoreResult<WriteTxn> {
         Ok(match &self.pool {

@@ -518,21 +518,34 @@ pub(crate) async fn insert_computers_in(
     computers: &[NewComputer],
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
-    let keys: Vec<(String, String)> = computers
-        .iter()
-        .map(|c| search_keys(&c.name, c.serial.as_deref()))
-        .collect();
+    let ids = crate::ids::reserve_in(tx, crate::ids::IdKind::Computers, computers.len()).await?;
+    let rows: Vec<(i64, &NewComputer)> = ids.iter().copied().zip(computers).collect();
+    insert_computers_with_ids_in(tx, &rows, now).await?;
+    Ok(ids)
+}
+
+/// Inserts computers under ids reserved with [`crate::ids`]; nothing is read back.
+pub(crate) async fn insert_computers_with_ids_in(
+    tx: &mut WriteTxn,
+    rows: &[(i64, &NewComputer)],
+    now: Timestamp,
+) -> StoreResult<()> {
+    let overriding = crate::batch::overriding_identity(tx);
     with_tx!(tx, |t| {
-        let mut ids = Vec::with_capacity(computers.len());
-        let per = rows_per_chunk(&*t, 8);
-        for (chunk, keys) in computers.chunks(per).zip(keys.chunks(per)) {
+        for chunk in rows.chunks(rows_per_chunk(&*t, 9)) {
+            let keys: Vec<(String, String)> = chunk
+                .iter()
+                .map(|(_, c)| search_keys(&c.name, c.serial.as_deref()))
+                .collect();
             let mut sql = Sql::new(
-                "INSERT INTO computers (tenant_id, name, serial, smbios_uuid, os, last_contact_at,
-                 search_name, search_serial, created_at, updated_at) VALUES ",
+                "INSERT INTO computers (id, tenant_id, name, serial, smbios_uuid, os, last_contact_at,
+                 search_name, search_serial, created_at, updated_at)",
             );
+            sql.push(overriding).push(" VALUES ");
             sql.args.push(Arg::Int(now.0));
-            for (i, (c, k)) in chunk.iter().zip(keys).enumerate() {
+            for (i, ((id, c), k)) in chunk.iter().zip(&keys).enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Arg::Int(*id)).push(", ");
                 sql.bind(Arg::Int(c.tenant_id)).push(", ");
                 sql.bind(Arg::Text(&c.name)).push(", ");
                 sql.bind(Arg::OptText(c.serial.as_deref())).push(", ");
@@ -543,16 +556,12 @@ pub(crate) async fn insert_computers_in(
                 sql.bind(Arg::Text(&k.0)).push(", ");
                 sql.bind(Arg::Text(&k.1)).push(", $1, $1)");
             }
-            sql.push(" RETURNING id");
-            let mut chunk_ids: Vec<i64> = bind_args!(&*t, sqlx::query_scalar::<_, i64>, sql)
-                .fetch_all(&mut **t)
+            bind_args!(&*t, sqlx::query, sql)
+                .execute(&mut **t)
                 .await
                 .map_err(tenant_fk_error)?;
-            // Both backends assign ids in VALUES order; RETURNING order is not promised.
-            chunk_ids.sort_unstable();
-            ids.extend(chunk_ids);
         }
-        Ok(ids)
+        Ok(())
     })
 }
 

@@ -31,10 +31,12 @@ pub mod audit;
 pub mod computers;
 pub mod credentials;
 pub mod decisions;
+pub mod ids;
 pub mod integrations;
 pub mod meta;
 pub mod rmm_clients;
 pub mod sessions;
+pub mod sync_batch;
 pub mod sync_runs;
 pub mod tenants;
 pub mod testing;
@@ -51,12 +53,14 @@ pub use computers::{
 };
 pub use credentials::{ConsentState, CredentialHealth, HealthEvent};
 pub use decisions::{DecisionEffect, DecisionFilter, DecisionRow, NewDecision, Resolution};
+pub use ids::IdKind;
 pub use integrations::{Integration, IntegrationChange, NewIntegration};
 pub use rmm_clients::{
     AppliedLinkChange, AppliedLinks, ClientEvidence, ClientLinkChange, ClientLinkRow,
     ClientLinkState, ClientRefresh, ClientRename, CreatedTenant, MappedClient, Provenance,
 };
 pub use sessions::Session;
+pub use sync_batch::{SyncBatch, SyncBatchWritten};
 pub use sync_runs::{NewPlanItem, PlanItem, SyncRun, SyncRunState};
 pub use tenants::{Tenant, TenantScope};
 pub use users::{NewUser, User};

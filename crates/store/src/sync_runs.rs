@@ -1,7 +1,6 @@
 //! SyncRuns (one import pass of one integration) and the device plan each run applied.
 //! At most one run per integration is `running`: the database enforces it
 //! (`sync_runs_one_running`), so two instances sharing PostgreSQL cannot both sync.
-use crate::batch::WriteTx;
 use crate::batch::{Arg, Sql, rows_per_chunk};
 use crate::{Db, StoreError, StoreResult, parse_col};
 use rmmbridge_core::Timestamp;
@@ -320,37 +319,10 @@ impl Db {
 
     /// Stores (part of) a run's device plan with multi-row inserts; returns rows written.
     pub async fn add_plan_items(&self, run_id: i64, items: &[NewPlanItem]) -> StoreResult<u64> {
-        with_db!(self, |p| {
-            let mut tx = p.begin_write().await?;
-            let mut written = 0;
-            for chunk in items.chunks(rows_per_chunk(p, 4)) {
-                let mut sql = Sql::new(
-                    "INSERT INTO sync_plan_items (run_id, external_id, agent_id, action, diffs) VALUES ",
-                );
-                sql.args.push(Arg::Int(run_id));
-                for (i, it) in chunk.iter().enumerate() {
-                    sql.push(if i == 0 { "($1, " } else { ", ($1, " });
-                    sql.bind(Arg::Text(&it.external_id)).push(", ");
-                    sql.bind(Arg::OptInt(it.agent_id)).push(", ");
-                    sql.bind(Arg::Text(&it.action)).push(", ");
-                    sql.bind(Arg::Json(&it.diffs)).push(")");
-                }
-                written += bind_args!(p, sqlx::query, sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| match &e {
-                        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                            StoreError::NotFound {
-                                what: "sync run or agent",
-                            }
-                        }
-                        _ => e.into(),
-                    })?
-                    .rows_affected();
-            }
-            tx.commit().await?;
-            Ok(written)
-        })
+        let mut tx = self.begin_write_txn().await?;
+        let written = add_plan_items_in(&mut tx, run_id, items).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// A keyset page of a run's plan, optionally of one action, in insertion order: the items
@@ -402,4 +374,41 @@ impl Db {
             .await?
         }))
     }
+}
+
+/// [`Db::add_plan_items`] inside `tx`.
+pub(crate) async fn add_plan_items_in(
+    tx: &mut crate::batch::WriteTxn,
+    run_id: i64,
+    items: &[NewPlanItem],
+) -> StoreResult<u64> {
+    with_tx!(tx, |t| {
+        let mut written = 0;
+        for chunk in items.chunks(rows_per_chunk(&*t, 4)) {
+            let mut sql = Sql::new(
+                "INSERT INTO sync_plan_items (run_id, external_id, agent_id, action, diffs) VALUES ",
+            );
+            sql.args.push(Arg::Int(run_id));
+            for (i, it) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "($1, " } else { ", ($1, " });
+                sql.bind(Arg::Text(&it.external_id)).push(", ");
+                sql.bind(Arg::OptInt(it.agent_id)).push(", ");
+                sql.bind(Arg::Text(&it.action)).push(", ");
+                sql.bind(Arg::Json(&it.diffs)).push(")");
+            }
+            written += bind_args!(&*t, sqlx::query, sql)
+                .execute(&mut **t)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                        StoreError::NotFound {
+                            what: "sync run or agent",
+                        }
+                    }
+                    _ => e.into(),
+                })?
+                .rows_affected();
+        }
+        Ok(written)
+    })
 }

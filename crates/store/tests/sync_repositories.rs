@@ -2810,3 +2810,157 @@ both!(
         );
     }
 );
+
+both!(
+    reserved_ids_are_never_handed_out_twice,
+    |db: Db| async move {
+        let i = integration(&db, "N-central").await;
+        let t = db.create_tenant("Acme Inc", T0).await.unwrap();
+        // Rows written before any reservation: the first block starts above them.
+        let before = agents(
+            &db,
+            i,
+            &[agent("1", None, "WS-1"), agent("2", None, "WS-2")],
+        )
+        .await;
+        let block = db.reserve_ids(IdKind::Agents, 3).await.unwrap();
+        assert_eq!(block.len(), 3);
+        assert!(block.iter().all(|id| *id > *before.iter().max().unwrap()));
+        // Ordinary writes after the reservation take other ids, even before the block is used.
+        let later = agents(&db, i, &[agent("3", None, "WS-3")]).await;
+        assert!(!block.contains(&later[0]), "{block:?} {later:?}");
+        let again = db.reserve_ids(IdKind::Agents, 2).await.unwrap();
+        let all: HashSet<i64> = block.iter().chain(&again).chain(&later).copied().collect();
+        assert_eq!(all.len(), 6, "no id twice: {block:?} {again:?} {later:?}");
+
+        let c = db.reserve_ids(IdKind::Computers, 2).await.unwrap();
+        let made = db
+            .create_computers(&[computer(t.id, "PC-1", None)], T0)
+            .await
+            .unwrap();
+        assert!(!c.contains(&made[0]));
+        assert!(
+            db.reserve_ids(IdKind::Computers, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
+
+both!(
+    a_sync_batch_lands_whole_or_not_at_all,
+    |db: Db| async move {
+        let i = integration(&db, "N-central").await;
+        let t = db.create_tenant("Acme Inc", T0).await.unwrap();
+        db.refresh_rmm_clients(i, &[company("c1", "Acme")], T0)
+            .await
+            .unwrap();
+        let run = db.start_sync_run(i, "devices", "test", T0).await.unwrap();
+        // One agent stored before the batch, not linked yet.
+        let old = agents(&db, i, &[agent("old", Some("c1"), "WS-OLD")]).await[0];
+
+        let a = db.reserve_ids(IdKind::Agents, 2).await.unwrap();
+        let c = db.reserve_ids(IdKind::Computers, 2).await.unwrap();
+        let mut renamed = agent("old", Some("c1"), "WS-OLD-RENAMED");
+        renamed.fingerprint = "fp-renamed".into();
+        let batch = SyncBatch {
+            computers: vec![
+                (c[0], computer(t.id, "WS-A", Some("SN-a"))),
+                (c[1], computer(t.id, "WS-OLD-RENAMED", Some("SN-old"))),
+            ],
+            new_agents: vec![
+                (a[0], agent("a", Some("c1"), "WS-A")),
+                (a[1], agent("b", Some("c1"), "WS-B")),
+            ],
+            changed_agents: vec![renamed],
+            links: vec![
+                // A new agent with a new computer, a new agent linked to it as its copy, and the
+                // stored agent linked to a computer of its own.
+                link(a[0], c[0], "new"),
+                AgentLink {
+                    clone_of: Some("[\"serial\"]".into()),
+                    ..link(a[1], c[0], "serial")
+                },
+                link(old, c[1], "new"),
+            ],
+            plan_items: vec![NewPlanItem {
+                external_id: "old".into(),
+                agent_id: Some(old),
+                action: "changed".into(),
+                diffs: json!([{"field": "hostname", "from": "WS-OLD", "to": "WS-OLD-RENAMED"}]),
+            }],
+            reserve_agents: 5,
+            reserve_computers: 4,
+        };
+        let out = db.write_sync_batch(i, run.id, &batch, at(1)).await.unwrap();
+        // 2 computers, 2 agents, 1 changed agent, 1 link + its evidence, 2 evidence rows, 3 plan
+        // items (the changed agent's, and a "new" one for each new agent without asking).
+        assert_eq!(out.rows_written, 2 + 2 + 1 + 2 + 2 + 3);
+        assert_eq!((out.agent_ids.len(), out.computer_ids.len()), (5, 4));
+        assert!(out.agent_ids.iter().all(|id| !a.contains(id) && *id != old));
+        assert!(out.computer_ids.iter().all(|id| !c.contains(id)));
+
+        let agent_a = db.agent_by_id(a[0]).await.unwrap().unwrap();
+        assert_eq!((agent_a.computer_id, agent_a.clone_of), (Some(c[0]), None));
+        assert_eq!(agent_a.external_id, "a");
+        let agent_b = db.agent_by_id(a[1]).await.unwrap().unwrap();
+        assert_eq!(agent_b.computer_id, Some(c[0]));
+        assert_eq!(agent_b.clone_of.as_deref(), Some("[\"serial\"]"));
+        assert!(agent_b.rmm_client_id.is_some(), "filed under its client");
+        let stored = db.agent_by_id(old).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.hostname.as_str(), stored.computer_id),
+            ("WS-OLD-RENAMED", Some(c[1]))
+        );
+        for (agent_id, rule) in [(a[0], "new"), (a[1], "serial"), (old, "new")] {
+            let ev = db.agent_evidence(agent_id).await.unwrap();
+            assert_eq!(ev.len(), 1, "one evidence row for agent {agent_id}");
+            assert_eq!(ev[0].1.rule, rule);
+        }
+        assert_eq!(computer_row(&db, c[0]).await.name, "WS-A");
+        let items = db.plan_items(run.id, None, 0, 10).await.unwrap();
+        let mut seen: Vec<(&str, Option<i64>, &str)> = items
+            .iter()
+            .map(|p| (p.external_id.as_str(), p.agent_id, p.action.as_str()))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a", Some(a[0]), "new"),
+                ("b", Some(a[1]), "new"),
+                ("old", Some(old), "changed")
+            ]
+        );
+
+        // A batch that cannot be written entirely (a link to a computer that does not exist) leaves
+        // nothing behind: neither its computer nor its agent.
+        let a2 = db.reserve_ids(IdKind::Agents, 1).await.unwrap();
+        let c2 = db.reserve_ids(IdKind::Computers, 1).await.unwrap();
+        let broken = SyncBatch {
+            computers: vec![(c2[0], computer(t.id, "WS-C", None))],
+            new_agents: vec![(a2[0], agent("c", Some("c1"), "WS-C"))],
+            links: vec![link(a2[0], c2[0] + 1_000_000, "serial")],
+            ..Default::default()
+        };
+        let err = db.write_sync_batch(i, run.id, &broken, at(2)).await;
+        assert!(err.is_err(), "{err:?}");
+        assert!(db.agent_by_id(a2[0]).await.unwrap().is_none());
+        assert!(
+            db.computer_by_id(c2[0], &TenantScope::All)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // A new agent whose external id is stored already is refused, not written twice.
+        let a3 = db.reserve_ids(IdKind::Agents, 1).await.unwrap();
+        let dup = SyncBatch {
+            new_agents: vec![(a3[0], agent("a", Some("c1"), "WS-A"))],
+            ..Default::default()
+        };
+        assert!(db.write_sync_batch(i, run.id, &dup, at(3)).await.is_err());
+        assert!(db.agent_by_id(a3[0]).await.unwrap().is_none());
+    }
+);

@@ -276,6 +276,7 @@ impl Engine<'_> {
         let mut identity = RunIdentity::new(
             self.db,
             integration_id,
+            self.run.id,
             opts.allow_duplicates,
             known.values().map(|k| k.id),
         )
@@ -320,7 +321,7 @@ impl Engine<'_> {
             self.run.integration_id,
             self.run.id,
         );
-        let mut writes: Vec<(AgentWrite, Option<NewPlanItem>)> = Vec::new();
+        let mut batch = Batch::default();
         let mut outcome = Ok(());
         loop {
             // How long the engine waits for the RMM: near zero when writing is the slower side.
@@ -336,6 +337,17 @@ impl Engine<'_> {
             };
             self.counts.pages += 1;
             self.counts.fetched += devices.len() as u64;
+            // Ids for the page's new Agents, before they are planned (most were reserved by
+            // the writer along with an earlier batch).
+            let new = devices
+                .iter()
+                .filter(|d| !known.contains_key(&d.external_id))
+                .count();
+            if new > identity.agent_ids_left() {
+                identity
+                    .top_up(self.db, new, 0, reserve_ahead(new, devices.len()))
+                    .await?;
+            }
             for d in devices {
                 let client = mapping.filed_under(&d);
                 if let Some(k) = known.get(&d.external_id) {
@@ -346,12 +358,10 @@ impl Engine<'_> {
                     continue;
                 }
                 let new = AgentFacts::from_device(&d, Some(client));
-                if let Some(w) = self.plan_device(d.external_id, new, known) {
-                    writes.push(w);
-                }
+                self.plan_device(d.external_id, new, known, identity, &mut batch)?;
             }
-            if writes.len() >= WRITE_BATCH {
-                self.write(&mut writes, known, mapping, identity, &mut writer)
+            if batch.len() >= WRITE_BATCH {
+                self.write(&mut batch, known, mapping, identity, &mut writer)
                     .await?;
             }
             (self.progress)(&SyncProgress {
@@ -369,182 +379,96 @@ impl Engine<'_> {
         drop(rx);
         let _ = fetcher.await;
         // What was fetched before a failure is still stored: the next run starts from there.
-        self.write(&mut writes, known, mapping, identity, &mut writer)
+        self.write(&mut batch, known, mapping, identity, &mut writer)
             .await?;
-        self.drain(known, mapping, identity, writer).await?;
+        self.drain(identity, writer).await?;
         outcome
     }
 
-    /// The write and plan item for one device, or `None` when nothing changed.
+    /// Plans one device into `batch`: a new Agent (under a reserved id), a changed one, or
+    /// nothing when nothing changed. `known` and the identity index take the new facts at once,
+    /// so identification sees the batch before it is stored.
     fn plan_device(
         &mut self,
         external_id: String,
         mut new: AgentFacts,
-        known: &HashMap<String, Known>,
-    ) -> Option<(AgentWrite, Option<NewPlanItem>)> {
-        let (action, diffs, agent_id) = match known.get(&external_id) {
-            None => (PlanAction::New, Vec::new(), None),
-            Some(k) => {
-                // Keep the stored last contact while it is within the resolution, so the row stays equal.
-                if let (Some(old), Some(now)) = (k.facts.last_contact, new.last_contact)
-                    && (now.0 - old.0).abs() <= plan::LAST_CONTACT_RESOLUTION_MS
-                {
-                    new.last_contact = Some(old);
-                }
-                let diffs = plan::diff(&k.facts, &new);
-                if diffs.is_empty() {
-                    self.counts.unchanged += 1;
-                    return None;
-                }
-                let moved = diffs.iter().any(|d| d.field == "client");
-                let action = if moved {
-                    PlanAction::Moved
-                } else {
-                    PlanAction::Changed
-                };
-                (action, diffs, Some(k.id))
-            }
-        };
-        match action {
-            PlanAction::New => self.counts.new += 1,
-            PlanAction::Moved => self.counts.moved += 1,
-            _ => self.counts.changed += 1,
-        }
-        let item = NewPlanItem {
-            external_id: external_id.clone(),
-            agent_id,
-            action: action.as_str().into(),
-            diffs: serde_json::to_value(&diffs).unwrap_or_default(),
-        };
-        let write = AgentWrite {
-            fingerprint: new.fingerprint(),
-            external_id,
-            rmm_client_external_id: new.client_external_id,
-            hostname: new.hostname,
-            serial: new.serial,
-            smbios_uuid: new.smbios_uuid,
-            macs: new.macs,
-            os: new.os,
-            device_class: new.device_class,
-            last_contact_at: new.last_contact,
-        };
-        Some((write, Some(item)))
-    }
-
-    /// Hands a batch of Agent writes to the writer and, while the writer stores it, takes in
-    /// the batch before (identifies it and hands identification's writes on).
-    async fn write(
-        &mut self,
-        writes: &mut Vec<(AgentWrite, Option<NewPlanItem>)>,
         known: &mut HashMap<String, Known>,
-        mapping: &Mapping,
         identity: &mut RunIdentity,
-        writer: &mut Writer,
+        batch: &mut Batch,
     ) -> Result<(), SyncError> {
-        if writes.is_empty() {
+        let Some(k) = known.get_mut(&external_id) else {
+            let id = identity.take_agent_id().ok_or_else(|| {
+                SyncError::Invalid("no reserved agent id was left for a new agent".into())
+            })?;
+            self.counts.new += 1;
+            identity.add_agent(id, &new);
+            self.touched.insert(id);
+            // Its "new" plan item is written with it (`SyncBatch::plan_items` holds the others).
+            batch.new_agents.push((id, agent_write(&external_id, &new)));
+            batch.agents.push(external_id.clone());
+            known.insert(
+                external_id,
+                Known {
+                    id,
+                    lifecycle: Lifecycle::Active,
+                    computer_id: None,
+                    computer_tenant: None,
+                    facts: new,
+                },
+            );
+            return Ok(());
+        };
+        // Keep the stored last contact while it is within the resolution, so the row stays equal.
+        if let (Some(old), Some(now)) = (k.facts.last_contact, new.last_contact)
+            && (now.0 - old.0).abs() <= plan::LAST_CONTACT_RESOLUTION_MS
+        {
+            new.last_contact = Some(old);
+        }
+        let diffs = plan::diff(&k.facts, &new);
+        if diffs.is_empty() {
+            self.counts.unchanged += 1;
             return Ok(());
         }
-        let (agents, items): (Vec<AgentWrite>, Vec<Option<NewPlanItem>>) =
-            std::mem::take(writes).into_iter().unzip();
-        let items = items.into_iter().flatten().collect();
-        let stored = writer.agents(agents, items).await?;
-        if let Some(previous) = writer.in_flight.replace(stored) {
-            self.absorb(previous, known, mapping, identity, writer)
-                .await?;
-        }
+        let action = if diffs.iter().any(|d| d.field == "client") {
+            self.counts.moved += 1;
+            PlanAction::Moved
+        } else {
+            self.counts.changed += 1;
+            PlanAction::Changed
+        };
+        batch.plan_items.push(NewPlanItem {
+            external_id: external_id.clone(),
+            agent_id: Some(k.id),
+            action: action.as_str().into(),
+            diffs: serde_json::to_value(&diffs).unwrap_or_default(),
+        });
+        identity.update_agent(k.id, &new);
+        self.touched.insert(k.id);
+        batch.changed_agents.push(agent_write(&external_id, &new));
+        batch.agents.push(external_id);
+        k.facts = new;
         Ok(())
     }
 
-    /// Everything handed to the writer is stored (or the writer's error is returned).
-    async fn drain(
+    /// Identifies a planned batch and hands it, with identification's writes, to the writer;
+    /// while the writer stores it, takes in the batch before (its counts and the ids it reserved).
+    async fn write(
         &mut self,
-        known: &mut HashMap<String, Known>,
-        mapping: &Mapping,
-        identity: &mut RunIdentity,
-        mut writer: Writer,
-    ) -> Result<(), SyncError> {
-        if let Some(previous) = writer.in_flight.take() {
-            self.absorb(previous, known, mapping, identity, &mut writer)
-                .await?;
-        }
-        if let Some(w) = identity.take_writes(true) {
-            writer.identity(w).await?;
-        }
-        for done in writer.finish().await? {
-            identity.written(done, &mut self.counts);
-        }
-        Ok(())
-    }
-
-    /// A stored batch: its ids go into `known` and the index, its new Agents are identified.
-    async fn absorb(
-        &mut self,
-        stored: tokio::sync::oneshot::Receiver<AgentsStored>,
-        known: &mut HashMap<String, Known>,
+        batch: &mut Batch,
+        known: &HashMap<String, Known>,
         mapping: &Mapping,
         identity: &mut RunIdentity,
         writer: &mut Writer,
     ) -> Result<(), SyncError> {
-        let Ok(AgentsStored {
-            agents,
-            upsert,
-            rows_written,
-            ms,
-        }) = stored.await
-        else {
-            // The writer stopped: its error says why.
-            return Err(writer.failure().await);
-        };
-        self.counts.rows_written += rows_written;
-        for (step, v) in ms {
-            self.counts.add_ms(step, v);
+        if batch.len() == 0 {
+            return Ok(());
         }
-        // Computers created for earlier batches, so the index links to them.
-        for done in writer.done_so_far() {
-            identity.written(done, &mut self.counts);
-        }
-        let ids: HashMap<&str, i64> = upsert.ids.iter().map(|(e, id)| (e.as_str(), *id)).collect();
+        let b = std::mem::take(batch);
         let started = std::time::Instant::now();
-        let mut written: Vec<String> = Vec::with_capacity(agents.len());
-        for a in agents {
-            let Some(&id) = ids.get(a.external_id.as_str()) else {
-                continue;
-            };
-            self.touched.insert(id);
-            let facts = AgentFacts {
-                hostname: a.hostname,
-                serial: a.serial,
-                smbios_uuid: a.smbios_uuid,
-                macs: a.macs,
-                os: a.os,
-                device_class: a.device_class,
-                client_external_id: a.rmm_client_external_id,
-                last_contact: a.last_contact_at,
-            };
-            match known.get_mut(&a.external_id) {
-                Some(k) => {
-                    identity.update_agent(id, &facts);
-                    k.facts = facts;
-                }
-                None => {
-                    identity.add_agent(id, &facts);
-                    known.insert(
-                        a.external_id.clone(),
-                        Known {
-                            id,
-                            lifecycle: Lifecycle::Active,
-                            computer_id: None,
-                            computer_tenant: None,
-                            facts,
-                        },
-                    );
-                }
-            }
-            written.push(a.external_id);
-        }
         // Identified once the whole batch is in the index, so two copies in one batch see each other:
         // the batch's unlinked live Agents of mapped clients that nothing decided yet.
-        let candidates: Vec<(&Known, i64)> = written
+        let candidates: Vec<(&Known, i64)> = b
+            .agents
             .iter()
             .filter_map(|ext| known.get(ext))
             .filter(|k| {
@@ -556,8 +480,22 @@ impl Engine<'_> {
             .filter_map(|k| Some((k, mapping.tenant_of_facts(&k.facts)?)))
             .collect();
         if !candidates.is_empty() {
-            identity.ensure_loaded(self.db, &mut self.counts).await?;
+            let touched = &self.touched;
+            let run_agents = known
+                .values()
+                .filter(|k| touched.contains(&k.id))
+                .map(|k| (k.id, &k.facts));
+            identity
+                .ensure_loaded(self.db, &mut self.counts, run_agents)
+                .await?;
+            let n = candidates.len();
+            if n > identity.computer_ids_left() {
+                identity
+                    .top_up(self.db, 0, n, reserve_ahead(n, b.len()))
+                    .await?;
+            }
         }
+        let computers_before = identity.computer_ids_left();
         for (k, tenant_id) in candidates {
             let c = Candidate {
                 agent_id: k.id,
@@ -567,9 +505,46 @@ impl Engine<'_> {
             identity.decide_early(&c, &mut self.counts);
         }
         lap(&mut self.counts, "devices.identify", started);
-        if let Some(w) = identity.take_writes(false) {
-            writer.identity(w).await?;
+        let mut w = identity.take_writes(true).unwrap_or_default();
+        // The next batches will look like this one: what it used is reserved again for them.
+        w.batch.reserve_agents = b.new_agents.len();
+        w.batch.reserve_computers = computers_before - identity.computer_ids_left();
+        w.batch.new_agents = b.new_agents;
+        w.batch.changed_agents = b.changed_agents;
+        w.batch.plan_items = b.plan_items;
+        let stored = writer.batch(w).await?;
+        if let Some(previous) = writer.in_flight.replace(stored) {
+            self.take_in(previous, identity, writer).await?;
         }
+        Ok(())
+    }
+
+    /// Everything handed to the writer is stored (or the writer's error is returned).
+    async fn drain(
+        &mut self,
+        identity: &mut RunIdentity,
+        mut writer: Writer,
+    ) -> Result<(), SyncError> {
+        if let Some(previous) = writer.in_flight.take() {
+            self.take_in(previous, identity, &mut writer).await?;
+        }
+        writer.finish().await
+    }
+
+    /// A stored batch: its counts, and the ids it reserved for the batches after.
+    async fn take_in(
+        &mut self,
+        stored: tokio::sync::oneshot::Receiver<Written>,
+        identity: &mut RunIdentity,
+        writer: &mut Writer,
+    ) -> Result<(), SyncError> {
+        let Ok(mut w) = stored.await else {
+            // The writer stopped: its error says why.
+            return Err(writer.failure().await);
+        };
+        let (agents, computers) = std::mem::take(&mut w.reserved);
+        identity.add_reserved(agents, computers);
+        identity.written(w, &mut self.counts);
         Ok(())
     }
 
@@ -640,6 +615,15 @@ impl Engine<'_> {
             })
             .collect();
         agents.sort_by_key(|k| k.id);
+        // Ids for the computers this stage may create: at most one per unlinked mapped Agent.
+        let undecided = agents
+            .iter()
+            .filter(|k| k.computer_id.is_none() || identity.is_revisit(k.id))
+            .filter(|k| mapping.tenant_of_facts(&k.facts).is_some())
+            .count();
+        if undecided > identity.computer_ids_left() {
+            identity.top_up(self.db, 0, undecided, 0).await?;
+        }
         for k in agents {
             let Some(tenant_id) = mapping.tenant_of_facts(&k.facts) else {
                 self.counts.waiting_for_mapping += 1;
@@ -653,13 +637,17 @@ impl Engine<'_> {
             match k.computer_id {
                 Some(computer) if !identity.is_revisit(k.id) => {
                     if k.computer_tenant.is_some_and(|t| t != tenant_id) {
-                        identity.ensure_loaded(self.db, &mut self.counts).await?;
+                        identity
+                            .ensure_loaded(self.db, &mut self.counts, std::iter::empty())
+                            .await?;
                     }
                     let changed = self.touched.contains(&k.id);
                     identity.follow(computer, k.computer_tenant, &c, changed, &mut self.counts)
                 }
                 _ => {
-                    identity.ensure_loaded(self.db, &mut self.counts).await?;
+                    identity
+                        .ensure_loaded(self.db, &mut self.counts, std::iter::empty())
+                        .await?;
                     identity.decide_late(&c, &mut self.counts);
                 }
             }
@@ -689,21 +677,54 @@ impl Engine<'_> {
     }
 }
 
-/// A stored batch of Agents: the writes back (the engine keeps their facts), the ids.
-struct AgentsStored {
-    agents: Vec<AgentWrite>,
-    upsert: rmmbridge_store::AgentUpsert,
-    rows_written: u64,
-    ms: Vec<(&'static str, u64)>,
+/// One batch of the devices stage as the engine plans it.
+#[derive(Default)]
+struct Batch {
+    new_agents: Vec<(i64, AgentWrite)>,
+    changed_agents: Vec<AgentWrite>,
+    plan_items: Vec<NewPlanItem>,
+    /// External ids of the batch's Agents, new and changed: those identification looks at.
+    agents: Vec<String>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.new_agents.len() + self.changed_agents.len()
+    }
+}
+
+/// The row written for an Agent with these facts.
+fn agent_write(external_id: &str, f: &AgentFacts) -> AgentWrite {
+    AgentWrite {
+        fingerprint: f.fingerprint(),
+        external_id: external_id.to_owned(),
+        rmm_client_external_id: f.client_external_id.clone(),
+        hostname: f.hostname.clone(),
+        serial: f.serial.clone(),
+        smbios_uuid: f.smbios_uuid.clone(),
+        macs: f.macs.clone(),
+        os: f.os.clone(),
+        device_class: f.device_class.clone(),
+        last_contact_at: f.last_contact,
+    }
+}
+
+/// Ids to reserve beyond those needed now. A page or batch that is mostly new is a first import:
+/// the next two batches' ids are reserved with it, after which each stored batch reserves the
+/// ids of the one after next. A few new devices in a resync reserve just what they need.
+fn reserve_ahead(needed: usize, seen: usize) -> usize {
+    if needed * 2 > seen && needed >= 100 {
+        2 * WRITE_BATCH
+    } else {
+        0
+    }
 }
 
 enum WriteJob {
-    Agents {
-        agents: Vec<AgentWrite>,
-        items: Vec<NewPlanItem>,
-        reply: tokio::sync::oneshot::Sender<AgentsStored>,
+    Batch {
+        writes: PendingWrites,
+        reply: tokio::sync::oneshot::Sender<Written>,
     },
-    Identity(PendingWrites),
     /// The run's counts and heartbeat, in order with its writes.
     Progress(serde_json::Value, Timestamp),
 }
@@ -713,10 +734,9 @@ enum WriteJob {
 /// writer at a time anyway; this keeps it busy.
 struct Writer {
     jobs: tokio::sync::mpsc::Sender<WriteJob>,
-    done: tokio::sync::mpsc::UnboundedReceiver<Written>,
     task: tokio::task::JoinHandle<Result<(), SyncError>>,
     /// The batch being stored, not taken in yet.
-    in_flight: Option<tokio::sync::oneshot::Receiver<AgentsStored>>,
+    in_flight: Option<tokio::sync::oneshot::Receiver<Written>>,
 }
 
 impl Writer {
@@ -725,37 +745,12 @@ impl Writer {
         // Few batches are ever queued (the engine takes each stored batch in before handing over
         // the one after next); the room is for progress jobs, so they never hold the engine up.
         let (jobs, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(8);
-        let (done_tx, done) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 let t = now();
                 match job {
-                    WriteJob::Agents {
-                        agents,
-                        mut items,
-                        reply,
-                    } => {
-                        let started = std::time::Instant::now();
-                        let upsert = db.upsert_agents(integration_id, &agents, t).await?;
-                        let mut ms = vec![("write.agents", started.elapsed().as_millis() as u64)];
-                        let ids: HashMap<&str, i64> =
-                            upsert.ids.iter().map(|(e, id)| (e.as_str(), *id)).collect();
-                        for it in &mut items {
-                            it.agent_id = ids.get(it.external_id.as_str()).copied();
-                        }
-                        let started = std::time::Instant::now();
-                        let plan_rows = db.add_plan_items(run_id, &items).await?;
-                        ms.push(("write.plan", started.elapsed().as_millis() as u64));
-                        let rows_written = upsert.rows_written() + plan_rows;
-                        let _ = reply.send(AgentsStored {
-                            agents,
-                            upsert,
-                            rows_written,
-                            ms,
-                        });
-                    }
-                    WriteJob::Identity(w) => {
-                        let _ = done_tx.send(w.apply(&db, t).await?);
+                    WriteJob::Batch { writes, reply } => {
+                        let _ = reply.send(writes.apply(&db, integration_id, run_id, t).await?);
                     }
                     WriteJob::Progress(counts, at) => {
                         db.update_sync_run(run_id, "devices", &counts, at).await?;
@@ -767,24 +762,22 @@ impl Writer {
         });
         Writer {
             jobs,
-            done,
             task,
             in_flight: None,
         }
     }
 
-    async fn agents(
+    async fn batch(
         &mut self,
-        agents: Vec<AgentWrite>,
-        items: Vec<NewPlanItem>,
-    ) -> Result<tokio::sync::oneshot::Receiver<AgentsStored>, SyncError> {
+        writes: PendingWrites,
+    ) -> Result<tokio::sync::oneshot::Receiver<Written>, SyncError> {
         let (reply, stored) = tokio::sync::oneshot::channel();
-        let job = WriteJob::Agents {
-            agents,
-            items,
-            reply,
-        };
-        if self.jobs.send(job).await.is_err() {
+        if self
+            .jobs
+            .send(WriteJob::Batch { writes, reply })
+            .await
+            .is_err()
+        {
             return Err(self.failure().await);
         }
         Ok(stored)
@@ -797,18 +790,6 @@ impl Writer {
         Ok(())
     }
 
-    async fn identity(&mut self, w: PendingWrites) -> Result<(), SyncError> {
-        if self.jobs.send(WriteJob::Identity(w)).await.is_err() {
-            return Err(self.failure().await);
-        }
-        Ok(())
-    }
-
-    /// Identification writes stored so far.
-    fn done_so_far(&mut self) -> Vec<Written> {
-        received(&mut self.done)
-    }
-
     /// Why the writer stopped.
     async fn failure(&mut self) -> SyncError {
         match joined(&mut self.task).await {
@@ -817,18 +798,12 @@ impl Writer {
         }
     }
 
-    /// Waits until everything handed over is stored; returns the last identification writes.
-    async fn finish(self) -> Result<Vec<Written>, SyncError> {
-        let Writer {
-            jobs,
-            mut done,
-            mut task,
-            ..
-        } = self;
+    /// Waits until everything handed over is stored.
+    async fn finish(self) -> Result<(), SyncError> {
+        let Writer { jobs, mut task, .. } = self;
         // No more jobs: the task ends once it has stored what is queued.
         drop(jobs);
-        joined(&mut task).await?;
-        Ok(received(&mut done))
+        joined(&mut task).await
     }
 }
 
@@ -842,14 +817,6 @@ async fn joined(
             "the sync's database writer failed: {e}"
         ))),
     }
-}
-
-fn received(done: &mut tokio::sync::mpsc::UnboundedReceiver<Written>) -> Vec<Written> {
-    let mut out = Vec::new();
-    while let Ok(w) = done.try_recv() {
-        out.push(w);
-    }
-    out
 }
 
 fn lifecycle_name(l: Lifecycle) -> &'static str {

@@ -14,10 +14,11 @@ use rmmbridge_core::identify::{
 };
 use rmmbridge_core::plan::{AgentFacts, RunCounts};
 use rmmbridge_store::{
-    AgentLink, AgentState, ComputerUpdate, Db, NewComputer, NewDecision, SyncRunState,
+    AgentLink, AgentState, ComputerUpdate, Db, IdKind, NewComputer, NewDecision, SyncBatch,
+    SyncRunState,
 };
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// Writes queued before they go to the database in one batch.
 const WRITE_BATCH: usize = 10_000;
@@ -30,12 +31,14 @@ enum Decided {
     Manual,
 }
 
-/// An Agent's new computer before it is created: agent id, row, evidence, clone flag.
-type NewComputerFor = (i64, NewComputer, serde_json::Value, Option<String>);
+/// An Agent's new computer before it is created: agent id, the computer's reserved id, row,
+/// evidence, clone flag.
+type NewComputerFor = (i64, i64, NewComputer, serde_json::Value, Option<String>);
 
 /// One integration's view of identification for the length of a run.
 pub(super) struct RunIdentity {
     integration_id: i64,
+    run_id: i64,
     allow_duplicates: bool,
     loaded: bool,
     index: IdentityIndex,
@@ -56,6 +59,9 @@ pub(super) struct RunIdentity {
     unlinks: Vec<i64>,
     decisions: Vec<NewDecision>,
     updates: Vec<ComputerUpdate>,
+    /// Ids reserved for this run's new Agents and new computers ([`rmmbridge_store::ids`]).
+    agent_ids: VecDeque<i64>,
+    computer_ids: VecDeque<i64>,
 }
 
 /// An Agent to identify: its id, the tenant its client is mapped to, its facts.
@@ -71,21 +77,30 @@ impl RunIdentity {
     pub async fn new(
         db: &Db,
         integration_id: i64,
+        run_id: i64,
         allow_duplicates: bool,
         own: impl IntoIterator<Item = i64>,
     ) -> Result<Self, SyncError> {
         let waiting = db.agents_with_open_decisions(integration_id).await?;
-        Ok(Self::fresh(integration_id, allow_duplicates, own, waiting))
+        Ok(Self::fresh(
+            integration_id,
+            run_id,
+            allow_duplicates,
+            own,
+            waiting,
+        ))
     }
 
     fn fresh(
         integration_id: i64,
+        run_id: i64,
         allow_duplicates: bool,
         own: impl IntoIterator<Item = i64>,
         waiting: HashSet<i64>,
     ) -> Self {
         RunIdentity {
             integration_id,
+            run_id,
             allow_duplicates,
             loaded: false,
             index: IdentityIndex::new(),
@@ -101,14 +116,60 @@ impl RunIdentity {
             unlinks: Vec::new(),
             decisions: Vec::new(),
             updates: Vec::new(),
+            agent_ids: VecDeque::new(),
+            computer_ids: VecDeque::new(),
         }
     }
 
-    /// Loads every Agent the hub knows (this run's writes included).
-    pub async fn ensure_loaded(
+    /// Ids reserved by the writer for later batches.
+    pub fn add_reserved(&mut self, agents: Vec<i64>, computers: Vec<i64>) {
+        self.agent_ids.extend(agents);
+        self.computer_ids.extend(computers);
+    }
+
+    /// Makes sure `agents` Agent ids and `computers` computer ids are at hand, reserving the
+    /// missing ones now (`ahead` more of each when some are missing, so that the batches after
+    /// this one find theirs already reserved by the writer and never wait for its lock).
+    pub async fn top_up(
+        &mut self,
+        db: &Db,
+        agents: usize,
+        computers: usize,
+        ahead: usize,
+    ) -> Result<(), SyncError> {
+        if self.agent_ids.len() < agents {
+            let n = agents - self.agent_ids.len() + ahead;
+            self.agent_ids
+                .extend(db.reserve_ids(IdKind::Agents, n).await?);
+        }
+        if self.computer_ids.len() < computers {
+            let n = computers - self.computer_ids.len() + ahead;
+            self.computer_ids
+                .extend(db.reserve_ids(IdKind::Computers, n).await?);
+        }
+        Ok(())
+    }
+
+    /// A reserved id for a new Agent ([`RunIdentity::top_up`] first).
+    pub fn take_agent_id(&mut self) -> Option<i64> {
+        self.agent_ids.pop_front()
+    }
+
+    pub fn agent_ids_left(&self) -> usize {
+        self.agent_ids.len()
+    }
+
+    pub fn computer_ids_left(&self) -> usize {
+        self.computer_ids.len()
+    }
+
+    /// Loads every Agent the hub knows, then this run's Agents as the run sees them: `run_agents`
+    /// are the Agents this run wrote or is writing, some of them not stored yet.
+    pub async fn ensure_loaded<'f>(
         &mut self,
         db: &Db,
         counts: &mut RunCounts,
+        run_agents: impl Iterator<Item = (i64, &'f AgentFacts)>,
     ) -> Result<(), SyncError> {
         if self.loaded {
             return Ok(());
@@ -137,6 +198,24 @@ impl RunIdentity {
                     &r.macs,
                 ),
             });
+        }
+        for (agent_id, facts) in run_agents {
+            let ids = hardware_ids(facts);
+            match self.index.get(agent_id) {
+                Some(mut a) => {
+                    a.ids = ids;
+                    self.index.insert(a);
+                }
+                None => self.index.insert(KnownAgent {
+                    agent_id,
+                    integration_id: self.integration_id,
+                    computer_id: None,
+                    tenant_id: None,
+                    live: true,
+                    missing: false,
+                    ids,
+                }),
+            }
         }
         self.loaded = true;
         lap(counts, "identity.load", started);
@@ -232,21 +311,20 @@ impl RunIdentity {
     /// Agents of this integration the run has not seen yet. Returns whether it was decided.
     pub fn decide_early(&mut self, c: &Candidate, counts: &mut RunCounts) -> bool {
         let incoming = self.incoming(c);
-        if self.unreported.is_empty() {
-            self.decide(c, incoming, counts);
-            return true;
+        if !self.unreported.is_empty() {
+            let holders = same_integration_holders(&incoming, &self.index);
+            if holders.iter().any(|h| self.unreported.contains(h)) {
+                return false;
+            }
         }
-        let holders = same_integration_holders(&incoming, &self.index);
-        if holders.iter().any(|h| self.unreported.contains(h)) {
-            return false;
-        }
-        self.decide(c, incoming, counts);
-        true
+        self.decide(c, incoming, counts)
     }
 
     /// Identifies an unlinked Agent (or, for one decided early, decides it again).
     pub fn decide_late(&mut self, c: &Candidate, counts: &mut RunCounts) {
         let incoming = self.incoming(c);
+        // Undecided only without a reserved computer id (the engine tops up first): the Agent
+        // stays unlinked and the next run decides it.
         self.decide(c, incoming, counts);
     }
 
@@ -260,19 +338,30 @@ impl RunIdentity {
         }
     }
 
-    fn decide(&mut self, c: &Candidate, incoming: Incoming, counts: &mut RunCounts) {
+    /// Returns whether the Agent was decided.
+    fn decide(&mut self, c: &Candidate, incoming: Incoming, counts: &mut RunCounts) -> bool {
+        let outcome = identify(&incoming, &self.index);
+        // A new computer's id is reserved ahead; without one the Agent stays undecided.
+        let new_id = match outcome {
+            Identification::NewComputer { .. } => match self.computer_ids.pop_front() {
+                Some(id) => Some(id),
+                None => return false,
+            },
+            _ => None,
+        };
         let earlier = if self.revisit.remove(&c.agent_id) {
             self.decided.get(&c.agent_id).copied()
         } else {
             None
         };
-        let outcome = identify(&incoming, &self.index);
         if let Some(Decided::Linked { computer_id, rule }) = earlier {
             if matches!(outcome, Identification::Link { computer_id: now, .. } if now == computer_id)
             {
-                return;
+                return true;
             }
-            // The early link no longer stands: its count goes, the new decision counts.
+            // The early link no longer stands: its count goes, the new decision counts, and a
+            // link not written yet is not written at all.
+            self.links.retain(|l| l.agent_id != c.agent_id);
             match rule {
                 Rule::SmbiosUuid => counts.identified_smbios_uuid -= 1,
                 Rule::Serial => counts.identified_serial -= 1,
@@ -332,8 +421,11 @@ impl RunIdentity {
                     self.clone_of.insert(c.agent_id, clone_of);
                 }
                 let f = c.facts;
+                let computer_id = new_id.unwrap_or_default();
+                self.index.update_computer(c.agent_id, Some(computer_id));
                 self.new_computers.push((
                     c.agent_id,
+                    computer_id,
                     NewComputer {
                         tenant_id: c.tenant_id,
                         name: f.hostname.clone(),
@@ -371,6 +463,7 @@ impl RunIdentity {
                 self.decided.insert(c.agent_id, Decided::Manual);
             }
         }
+        true
     }
 
     /// Rule 1 for an Agent that is linked already: its computer follows its tenant (when no other
@@ -421,20 +514,38 @@ impl RunIdentity {
         if queued == 0 || (!all && queued < WRITE_BATCH) {
             return None;
         }
+        let mut links: Vec<AgentLink> =
+            Vec::with_capacity(self.new_computers.len() + self.links.len());
+        let mut computers = Vec::with_capacity(self.new_computers.len());
+        for (agent_id, computer_id, c, evidence, clone_of) in
+            std::mem::take(&mut self.new_computers)
+        {
+            computers.push((computer_id, c));
+            links.push(AgentLink {
+                agent_id,
+                computer_id,
+                rule: Rule::New.as_str().into(),
+                evidence,
+                decided_by: "sync".into(),
+                clone_of,
+            });
+        }
+        // After the new computers' links: a later decision for the same Agent wins.
+        links.append(&mut self.links);
         Some(PendingWrites {
-            new_computers: std::mem::take(&mut self.new_computers),
-            links: std::mem::take(&mut self.links),
+            batch: SyncBatch {
+                computers,
+                links,
+                ..Default::default()
+            },
             unlinks: std::mem::take(&mut self.unlinks),
             decisions: std::mem::take(&mut self.decisions),
             updates: std::mem::take(&mut self.updates),
         })
     }
 
-    /// Takes in what a [`PendingWrites::apply`] did: the ids of the new computers, and counts.
+    /// Takes in what a [`PendingWrites::apply`] (or the devices stage's writer) did.
     pub fn written(&mut self, w: Written, counts: &mut RunCounts) {
-        for (agent_id, computer_id) in w.computers {
-            self.index.update_computer(agent_id, Some(computer_id));
-        }
         counts.rows_written += w.rows_written;
         counts.computers_updated += w.computers_updated;
         for (step, ms) in w.ms {
@@ -451,7 +562,7 @@ impl RunIdentity {
         counts: &mut RunCounts,
     ) -> Result<(), SyncError> {
         if let Some(w) = self.take_writes(all) {
-            let done = w.apply(db, t).await?;
+            let done = w.apply(db, self.integration_id, self.run_id, t).await?;
             self.written(done, counts);
         }
         Ok(())
@@ -489,12 +600,12 @@ impl RunIdentity {
     }
 }
 
-/// Identification's writes of one batch: new computers and the links to them, other links,
-/// unlinks, decisions and computer updates. Owned, so a writer task can apply them while the
-/// engine goes on.
+/// Identification's writes of one batch: new computers (under reserved ids) and the links to
+/// them, other links, unlinks, decisions and computer updates. Owned, so a writer task can apply
+/// them while the engine goes on; the devices stage adds the batch's Agents to `batch`.
+#[derive(Default)]
 pub(super) struct PendingWrites {
-    new_computers: Vec<NewComputerFor>,
-    links: Vec<AgentLink>,
+    pub batch: SyncBatch,
     unlinks: Vec<i64>,
     decisions: Vec<NewDecision>,
     updates: Vec<ComputerUpdate>,
@@ -503,40 +614,32 @@ pub(super) struct PendingWrites {
 /// What [`PendingWrites::apply`] did.
 #[derive(Default)]
 pub(super) struct Written {
-    /// (agent, its new computer).
-    computers: Vec<(i64, i64)>,
-    rows_written: u64,
-    computers_updated: u64,
-    ms: Vec<(&'static str, u64)>,
+    pub rows_written: u64,
+    pub computers_updated: u64,
+    pub ms: Vec<(&'static str, u64)>,
+    /// Ids the batch reserved for later batches: Agents, computers.
+    pub reserved: (Vec<i64>, Vec<i64>),
 }
 
 impl PendingWrites {
-    pub async fn apply(mut self, db: &Db, t: Timestamp) -> Result<Written, SyncError> {
-        let mut out = Written::default();
-        let started = std::time::Instant::now();
-        let new: Vec<(NewComputer, AgentLink)> = std::mem::take(&mut self.new_computers)
-            .into_iter()
-            .map(|(agent_id, c, evidence, clone_of)| {
-                let link = AgentLink {
-                    agent_id,
-                    computer_id: 0,
-                    rule: Rule::New.as_str().into(),
-                    evidence,
-                    decided_by: "sync".into(),
-                    clone_of,
-                };
-                (c, link)
-            })
-            .collect();
-        if !new.is_empty() || !self.links.is_empty() {
-            // One transaction: a new computer is never stored without the Agent that caused it.
-            let agents: Vec<i64> = new.iter().map(|(_, l)| l.agent_id).collect();
-            let (ids, linked) = db.create_and_link_computers(new, &self.links, t).await?;
-            out.rows_written += ids.len() as u64 + linked * 2; // a link and its evidence row
-            out.computers.extend(agents.into_iter().zip(ids));
-            out.ms
-                .push(("write.identify", started.elapsed().as_millis() as u64));
-        }
+    /// Writes the batch in one transaction (a new computer is never stored without the Agent
+    /// that caused it), then what needs the Agents stored: unlinks, decisions, computer updates.
+    pub async fn apply(
+        self,
+        db: &Db,
+        integration_id: i64,
+        run_id: i64,
+        t: Timestamp,
+    ) -> Result<Written, SyncError> {
+        let b = db
+            .write_sync_batch(integration_id, run_id, &self.batch, t)
+            .await?;
+        let mut out = Written {
+            rows_written: b.rows_written,
+            computers_updated: 0,
+            ms: b.ms,
+            reserved: (b.agent_ids, b.computer_ids),
+        };
         if !self.unlinks.is_empty() {
             out.rows_written += db.unlink_agents(&self.unlinks, t).await?;
         }
@@ -624,7 +727,8 @@ mod tests {
 
     /// A run of integration OWN whose index holds `agents` (as loaded at the start).
     fn run(own_before: &[i64], agents: Vec<KnownAgent>) -> RunIdentity {
-        let mut r = RunIdentity::fresh(OWN, false, own_before.iter().copied(), HashSet::new());
+        let mut r = RunIdentity::fresh(OWN, 1, false, own_before.iter().copied(), HashSet::new());
+        r.add_reserved(Vec::new(), (1000..1100).collect());
         for a in agents {
             r.index.insert(a);
         }
@@ -659,8 +763,9 @@ mod tests {
         r.decide_late(&candidate(2, &new), &mut counts);
         assert_eq!((counts.identified_serial, counts.reinstalls), (1, 1));
         let w = r.take_writes(true).unwrap();
-        assert_eq!(w.links.len(), 1);
-        assert_eq!(w.links[0].computer_id, 100);
+        assert_eq!(w.batch.links.len(), 1);
+        assert_eq!(w.batch.links[0].computer_id, 100);
+        assert!(w.batch.computers.is_empty());
     }
 
     #[test]
@@ -691,9 +796,10 @@ mod tests {
         assert_eq!((counts.new_computers, counts.clones), (2, 2));
         let w = r.take_writes(true).unwrap();
         let flags: Vec<(i64, Option<String>)> = w
-            .new_computers
+            .batch
+            .links
             .iter()
-            .map(|(agent, _, _, flag)| (*agent, flag.clone()))
+            .map(|l| (l.agent_id, l.clone_of.clone()))
             .collect();
         assert_eq!(flags, [(2, Some("[1]".into())), (1, Some("[2]".into()))]);
     }
