@@ -8,6 +8,7 @@ use crate::{Db, StoreError, StoreResult, parse_col};
 use futures::TryStreamExt;
 use rmmbridge_core::{IntegrationKind, Timestamp};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 use std::collections::HashMap;
@@ -127,12 +128,13 @@ impl AgentUpsert {
 }
 
 /// Identification's verdict for one agent: the computer it is, and why.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct AgentLink {
     pub agent_id: i64,
     pub computer_id: i64,
     pub rule: String,
-    pub evidence: Value,
+    /// JSON object, serialised once by whoever decided (a sync writes 100,000 of them).
+    pub evidence: Box<RawValue>,
     pub decided_by: String,
     pub clone_of: Option<String>,
 }
@@ -325,7 +327,7 @@ pub(crate) async fn insert_evidence_in(
                 sql.bind(Arg::Int(l.agent_id)).push(", ");
                 sql.bind(Arg::Int(l.computer_id)).push(", ");
                 sql.bind(Arg::Text(&l.rule)).push(", ");
-                sql.bind(Arg::Json(&l.evidence)).push(", ");
+                sql.bind(Arg::RawJson(&l.evidence)).push(", ");
                 sql.bind(Arg::Text(&l.decided_by)).push(", $1)");
             }
             bind_args!(&*t, sqlx::query, sql)

@@ -142,6 +142,8 @@ pub(crate) enum Arg<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Json(&'a Value),
+    /// JSON text serialised already.
+    RawJson(&'a serde_json::value::RawValue),
     Strings(&'a [String]),
 }
 
@@ -274,6 +276,7 @@ macro_rules! bind_args {
                 $crate::batch::Arg::Text(v) => q.bind(v),
                 $crate::batch::Arg::OptText(v) => q.bind(v),
                 $crate::batch::Arg::Json(v) => q.bind(::sqlx::types::Json(v)),
+                $crate::batch::Arg::RawJson(v) => q.bind(::sqlx::types::Json(v)),
                 $crate::batch::Arg::Strings(v) => q.bind(::sqlx::types::Json(v)),
             };
         }

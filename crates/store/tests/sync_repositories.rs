@@ -127,7 +127,10 @@ fn link(agent_id: i64, computer_id: i64, rule: &str) -> AgentLink {
         agent_id,
         computer_id,
         rule: rule.into(),
-        evidence: json!({"rule": rule, "compared": ["SN-1", "SN-1"]}),
+        evidence: serde_json::value::to_raw_value(
+            &json!({"rule": rule, "compared": ["SN-1", "SN-1"]}),
+        )
+        .unwrap(),
         decided_by: "sync".into(),
         clone_of: None,
     }

@@ -153,7 +153,7 @@ pub async fn resolve(
         agent_id: agent.id,
         computer_id,
         rule: Rule::Manual.as_str().into(),
-        evidence: evidence.clone(),
+        evidence: serde_json::value::to_raw_value(&evidence).expect("a JSON value serialises"),
         decided_by: actor.name.clone(),
         clone_of,
     };

@@ -9,7 +9,7 @@
 use super::SyncError;
 use rmmbridge_core::Timestamp;
 use rmmbridge_core::identify::{
-    HardwareIds, Identification, IdentityIndex, Incoming, KnownAgent, Rule, identify,
+    Evidence, HardwareIds, Identification, IdentityIndex, Incoming, KnownAgent, Rule, identify,
     same_integration_holders,
 };
 use rmmbridge_core::plan::{AgentFacts, RunCounts};
@@ -17,7 +17,9 @@ use rmmbridge_store::{
     AgentLink, AgentState, ComputerUpdate, Db, IdKind, NewComputer, NewDecision, SyncBatch,
     SyncRunState,
 };
+use serde::Serialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// Writes queued before they go to the database in one batch.
@@ -33,7 +35,7 @@ enum Decided {
 
 /// An Agent's new computer before it is created: agent id, the computer's reserved id, row,
 /// evidence, clone flag.
-type NewComputerFor = (i64, i64, NewComputer, serde_json::Value, Option<String>);
+type NewComputerFor = (i64, i64, NewComputer, Box<RawValue>, Option<String>);
 
 /// One integration's view of identification for the length of a run.
 pub(super) struct RunIdentity {
@@ -329,12 +331,18 @@ impl RunIdentity {
     }
 
     fn incoming(&self, c: &Candidate) -> Incoming {
+        // The index holds the Agent's ids as of its current facts: normalised once, when the
+        // Agent was added or changed.
+        let ids = match self.index.get(c.agent_id) {
+            Some(a) => a.ids,
+            None => hardware_ids(c.facts),
+        };
         Incoming {
             agent_id: c.agent_id,
             integration_id: self.integration_id,
             tenant_id: Some(c.tenant_id),
             allow_duplicates: self.allow_duplicates,
-            ids: hardware_ids(c.facts),
+            ids,
         }
     }
 
@@ -385,9 +393,7 @@ impl RunIdentity {
                 if reinstall {
                     counts.reinstalls += 1;
                 }
-                let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
-                ev["reinstall"] = json!(reinstall);
-                ev["explanation"] = json!(evidence.explain());
+                let ev = stored_evidence(&evidence, Some(reinstall));
                 self.links.push(AgentLink {
                     agent_id: c.agent_id,
                     computer_id,
@@ -413,8 +419,7 @@ impl RunIdentity {
                             .insert(c.agent_id);
                     }
                 }
-                let mut ev = serde_json::to_value(&evidence).unwrap_or_default();
-                ev["explanation"] = json!(evidence.explain());
+                let ev = stored_evidence(&evidence, None);
                 let flag = (!clone_of.is_empty())
                     .then(|| serde_json::to_string(&clone_of).unwrap_or_default());
                 if !clone_of.is_empty() {
@@ -674,6 +679,26 @@ pub(super) async fn previous_run_clean(
 /// Adds the time since `started` to a step's total, for `bench sync`.
 pub(super) fn lap(counts: &mut RunCounts, step: &str, started: std::time::Instant) {
     counts.add_ms(step, started.elapsed().as_millis() as u64);
+}
+
+/// Evidence as a link stores it: the rule's facts, whether it was a reinstall (links only) and
+/// the sentence that explains it, serialised straight to text (no `Value` tree per Agent).
+fn stored_evidence(evidence: &Evidence, reinstall: Option<bool>) -> Box<RawValue> {
+    #[derive(Serialize)]
+    struct Stored<'a> {
+        #[serde(flatten)]
+        evidence: &'a Evidence,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reinstall: Option<bool>,
+        explanation: String,
+    }
+    let stored = Stored {
+        evidence,
+        reinstall,
+        explanation: evidence.explain(),
+    };
+    serde_json::value::to_raw_value(&stored)
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("{} is JSON"))
 }
 
 fn hardware_ids(f: &AgentFacts) -> HardwareIds {
