@@ -531,15 +531,28 @@ impl Db {
 
     /// Every agent of one integration, for the sync engine's plan.
     pub async fn agent_snapshot(&self, integration_id: i64) -> StoreResult<Vec<AgentSnapshot>> {
+        let mut all = Vec::new();
+        self.agent_snapshot_each(integration_id, |a| all.push(a))
+            .await?;
+        Ok(all)
+    }
+
+    /// [`Db::agent_snapshot`] handed over one agent at a time, so a caller that builds its own
+    /// index never holds the whole list as well (100,000 agents: ~30 MB).
+    pub async fn agent_snapshot_each(
+        &self,
+        integration_id: i64,
+        mut each: impl FnMut(AgentSnapshot) + Send,
+    ) -> StoreResult<()> {
         let sql = format!("{AGENT_SELECT} WHERE a.integration_id = $1 ORDER BY a.id");
         with_db!(self, |p| {
-            sqlx::query_as::<_, AgentRow>(AssertSqlSafe(sql.as_str()))
+            let mut rows = sqlx::query_as::<_, AgentRow>(AssertSqlSafe(sql.as_str()))
                 .bind(integration_id)
-                .fetch(p)
-                .map_err(StoreError::from)
-                .and_then(|r| async move { AgentSnapshot::try_from(r) })
-                .try_collect()
-                .await
+                .fetch(p);
+            while let Some(r) = rows.try_next().await? {
+                each(AgentSnapshot::try_from(r)?);
+            }
+            Ok(())
         })
     }
 

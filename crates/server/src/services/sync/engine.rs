@@ -265,14 +265,17 @@ impl Engine<'_> {
         let mapping = Mapping::load(self.db, integration_id, &opts).await?;
 
         self.stage("devices").await?;
+        // The RMM's pages start streaming now, while the stored Agents load (a resync's snapshot of
+        // 100,000 Agents takes seconds); PAGES_AHEAD bounds what waits in memory.
+        let pages = Pages::start(connector.clone());
         let previous_clean = previous_run_clean(self.db, integration_id, self.run.id).await?;
-        let mut known: HashMap<String, Known> = self
-            .db
-            .agent_snapshot(integration_id)
-            .await?
-            .into_iter()
-            .map(facts_of)
-            .collect();
+        let mut known: HashMap<String, Known> = HashMap::new();
+        self.db
+            .agent_snapshot_each(integration_id, |a| {
+                let (external_id, k) = facts_of(a);
+                known.insert(external_id, k);
+            })
+            .await?;
         let mut identity = RunIdentity::new(
             self.db,
             integration_id,
@@ -282,7 +285,7 @@ impl Engine<'_> {
         )
         .await?;
         let fetched = self
-            .fetch_and_write(connector.clone(), &mapping, &mut known, &mut identity)
+            .fetch_and_write(pages, &mapping, &mut known, &mut identity)
             .await;
         connectors.record_tokens(integration_id, &*connector).await;
         fetched?;
@@ -300,21 +303,15 @@ impl Engine<'_> {
     /// they are not absent, only not wanted).
     async fn fetch_and_write(
         &mut self,
-        connector: Arc<dyn Connector>,
+        pages: Pages,
         mapping: &Mapping,
         known: &mut HashMap<String, Known>,
         identity: &mut RunIdentity,
     ) -> Result<(), SyncError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
-        let fetcher = tokio::spawn(async move {
-            let mut pages = connector.devices();
-            while let Some(page) = pages.next().await {
-                let failed = page.is_err();
-                if tx.send(page).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
+        let Pages {
+            pages: mut rx,
+            fetcher,
+        } = pages;
         let mut writer = Writer::start(
             self.db.dedicated_writer().await?,
             self.db.clone(),
@@ -674,6 +671,29 @@ impl Engine<'_> {
         }
         self.lap("identify.tidy", &mut clock);
         Ok(())
+    }
+}
+
+/// The RMM's device pages, fetched ahead by a task of their own. Dropped unread, the task stops
+/// at its next page.
+struct Pages {
+    pages: tokio::sync::mpsc::Receiver<Result<Vec<RmmDevice>, rmmbridge_rmm::RmmError>>,
+    fetcher: tokio::task::JoinHandle<()>,
+}
+
+impl Pages {
+    fn start(connector: Arc<dyn Connector>) -> Pages {
+        let (tx, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let fetcher = tokio::spawn(async move {
+            let mut stream = connector.devices();
+            while let Some(page) = stream.next().await {
+                let failed = page.is_err();
+                if tx.send(page).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Pages { pages, fetcher }
     }
 }
 
