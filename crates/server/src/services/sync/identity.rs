@@ -208,15 +208,7 @@ impl RunIdentity {
                     a.ids = ids;
                     self.index.insert(a);
                 }
-                None => self.index.insert(KnownAgent {
-                    agent_id,
-                    integration_id: self.integration_id,
-                    computer_id: None,
-                    tenant_id: None,
-                    live: true,
-                    missing: false,
-                    ids,
-                }),
+                None => self.index.insert(self.unlinked(agent_id, ids)),
             }
         }
         self.loaded = true;
@@ -236,12 +228,18 @@ impl RunIdentity {
 
     /// An Agent the run just created: live, not linked yet.
     pub fn add_agent(&mut self, agent_id: i64, facts: &AgentFacts) {
-        // Before the index is loaded the database holds the Agent, and loading will read it.
+        // Before the index is loaded, loading adds it (as one of the run's Agents).
         if !self.loaded {
             return;
         }
         let ids = self.revisit_holders_of(agent_id, hardware_ids(facts));
-        self.index.insert(KnownAgent {
+        let agent = self.unlinked(agent_id, ids);
+        self.index.insert(agent);
+    }
+
+    /// One of this integration's Agents as the index holds it before it is decided.
+    fn unlinked(&self, agent_id: i64, ids: HardwareIds) -> KnownAgent {
+        KnownAgent {
             agent_id,
             integration_id: self.integration_id,
             computer_id: None,
@@ -249,7 +247,7 @@ impl RunIdentity {
             live: true,
             missing: false,
             ids,
-        });
+        }
     }
 
     /// A stored Agent whose facts the RMM changed.
