@@ -11,9 +11,9 @@ use crate::batch::{Arg, Sql, WriteTxn, rows_per_chunk};
 use crate::computers::{NewComputer, insert_computers_with_ids_in};
 use crate::ids::{IdKind, reserve_in};
 use crate::sync_runs::{NewPlanItem, add_plan_items_in};
-use crate::{Db, StoreResult};
+use crate::{Db, StoreError, StoreResult};
 use rmmbridge_core::Timestamp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// What one batch writes. Ids of new rows come from [`Db::reserve_ids`] (or an earlier batch's
@@ -108,8 +108,22 @@ impl Db {
             out.rows_written += out.changed.rows_written();
         }
         if !other_links.is_empty() {
+            let changed: HashSet<i64> = link_agents_in(&mut tx, &other_links, now)
+                .await?
+                .into_iter()
+                .collect();
+            // A new computer whose stored agent is gone (its integration deleted meanwhile)
+            // would be an orphan: the batch is refused and rolled back, as `create_and_link_in`
+            // does for a single computer.
+            let created: HashSet<i64> = batch.computers.iter().map(|(id, _)| *id).collect();
+            if other_links
+                .iter()
+                .any(|l| created.contains(&l.computer_id) && !changed.contains(&l.agent_id))
+            {
+                return Err(StoreError::NotFound { what: "agent" });
+            }
             // A link and its evidence row.
-            out.rows_written += 2 * link_agents_in(&mut tx, &other_links, now).await?.len() as u64;
+            out.rows_written += 2 * changed.len() as u64;
         }
         lap(&mut out, "write.changed");
 

@@ -2957,6 +2957,22 @@ both!(
                 .is_none()
         );
 
+        // A new computer for a stored agent that is gone leaves no orphan computer behind.
+        let c3 = db.reserve_ids(IdKind::Computers, 1).await.unwrap();
+        let ghost = SyncBatch {
+            computers: vec![(c3[0], computer(t.id, "WS-GHOST", None))],
+            links: vec![link(424_242, c3[0], "new")],
+            ..Default::default()
+        };
+        let err = db.write_sync_batch(i, run.id, &ghost, at(3)).await;
+        assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+        assert!(
+            db.computer_by_id(c3[0], &TenantScope::All)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
         // A new agent whose external id is stored already is refused, not written twice.
         let a3 = db.reserve_ids(IdKind::Agents, 1).await.unwrap();
         let dup = SyncBatch {
